@@ -131,3 +131,9 @@ type Counts struct {
 //	func (w *Worker) Reset()  // withdraw all its routes and drop all its subscriptions, synchronously in engine order
 //	func (w *Worker) Close()  // Reset + unregister; idempotent
 //	func (w *Worker) Sync(ctx context.Context) error // returns once the engine processed all earlier calls
+
+// Change is one advertise or withdraw a worker publishes.
+type Change struct {
+	Type  EventType
+	Route *bgp.Route
+}
