@@ -49,6 +49,9 @@ type Route struct {
 	nextHop netip.Addr
 	attrs   *Attrs
 	key     string
+	// keyIsPartial: the identity leaves out NLRI content (labels, ESI), so
+	// Equal must compare the NLRIs themselves too.
+	keyIsPartial bool
 }
 
 // NewRoute builds a route. attrs may be nil (no attribute). An NLRI whose type
@@ -60,11 +63,11 @@ func NewRoute(family Family, nlri gb.NLRI, nextHop netip.Addr, attrs *Attrs) (*R
 	if attrs == nil {
 		attrs = emptyAttrs
 	}
-	key, err := identityKey(family, nlri)
+	key, partial, err := identityKey(family, nlri)
 	if err != nil {
 		return nil, fmt.Errorf("route %s of family %s: %w", nlri, family, err)
 	}
-	return &Route{family: family, nlri: nlri, nextHop: nextHop, attrs: attrs, key: key}, nil
+	return &Route{family: family, nlri: nlri, nextHop: nextHop, attrs: attrs, key: key, keyIsPartial: partial}, nil
 }
 
 // Family is the route's (AFI, SAFI).
@@ -99,7 +102,7 @@ func (r *Route) Equal(o *Route) bool {
 	if r == nil || o == nil || r.key != o.key || r.nextHop != o.nextHop || !r.attrs.Equal(o.attrs) {
 		return false
 	}
-	return nlriBytesEqual(r.nlri, o.nlri)
+	return !r.keyIsPartial || nlriBytesEqual(r.nlri, o.nlri)
 }
 
 // ContentKey is a canonical encoding of everything Equal compares, for
@@ -138,51 +141,97 @@ func nlriBytesEqual(a, b gb.NLRI) bool {
 
 // identityKey computes Key: 4 octets of family, then the identifying NLRI
 // octets as GoBGP serialises them.
-func identityKey(family Family, nlri gb.NLRI) (string, error) {
+func identityKey(family Family, nlri gb.NLRI) (key string, partial bool, err error) {
 	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 48), uint32(family))
+	if rdn, ok := nlri.(interface {
+		RD() gb.RouteDistinguisherInterface
+	}); ok {
+		if err := checkRD(rdn.RD()); err != nil {
+			return "", false, err
+		}
+	}
 	switch n := nlri.(type) {
 	case *gb.LabeledVPNIPAddrPrefix:
 		if family != FamilyVPNv4 && family != FamilyVPNv6 {
-			return "", fmt.Errorf("VPN prefix in family %s", family)
+			return "", false, fmt.Errorf("VPN prefix in family %s", family)
 		}
-		if n.RD == nil {
-			return "", fmt.Errorf("VPN prefix without route distinguisher")
+		if err := checkRD(n.RD); err != nil {
+			return "", false, err
 		}
 		rd, err := n.RD.Serialize()
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		buf = append(buf, rd...)
 		buf = append(buf, byte(n.Prefix.Bits()))
 		buf = append(buf, n.Prefix.Masked().Addr().AsSlice()...)
-		return string(buf), nil
+		return string(buf), true, nil
 	case *gb.EVPNNLRI:
 		if family != FamilyEVPN {
-			return "", fmt.Errorf("EVPN NLRI in family %s", family)
+			return "", false, fmt.Errorf("EVPN NLRI in family %s", family)
+		}
+		// GoBGP's decoder tolerates trailing octets inside an EVPN NLRI and
+		// then re-encodes a different length: refuse such an NLRI.
+		if n.RouteTypeData == nil || int(n.Length) != n.RouteTypeData.Len() {
+			return "", false, fmt.Errorf("EVPN route type %d: length %d does not match its fields", n.RouteType, n.Length)
 		}
 		if m, ok := n.RouteTypeData.(*gb.EVPNMacIPAdvertisementRoute); ok {
 			if m.RD == nil {
-				return "", fmt.Errorf("EVPN MAC/IP route without route distinguisher")
+				return "", false, fmt.Errorf("EVPN MAC/IP route without route distinguisher")
 			}
 			rd, err := m.RD.Serialize()
 			if err != nil {
-				return "", err
+				return "", false, err
 			}
 			buf = append(buf, gb.EVPN_ROUTE_TYPE_MAC_IP_ADVERTISEMENT)
 			buf = append(buf, rd...)
 			buf = binary.BigEndian.AppendUint32(buf, m.ETag)
 			buf = append(buf, m.MacAddress...)
 			buf = append(buf, m.IPAddress.AsSlice()...)
-			return string(buf), nil
+			return string(buf), true, nil
 		}
 	case *gb.RouteTargetMembershipNLRI:
 		if family != FamilyRTC {
-			return "", fmt.Errorf("RTC NLRI in family %s", family)
+			return "", false, fmt.Errorf("RTC NLRI in family %s", family)
 		}
+		// A prefix RTC (RFC 4684 §4) is named by its first Length bits
+		// only; GoBGP keeps whatever followed them, so mask it off.
+		b, err := n.Serialize()
+		if err != nil {
+			return "", false, err
+		}
+		if len(b) == 0 || n.Length > 96 || (n.Length > 0 && n.Length < 32) {
+			return "", false, fmt.Errorf("RTC prefix length %d outside 0 and 32..96", n.Length)
+		}
+		bits := int(n.Length)
+		body := b[1:]
+		nbytes := (bits + 7) / 8
+		if len(body) < nbytes {
+			return "", false, fmt.Errorf("RTC NLRI shorter than its prefix length %d", bits)
+		}
+		key := append(buf, byte(bits))
+		key = append(key, body[:nbytes]...)
+		if rem := bits % 8; rem != 0 {
+			key[len(key)-1] &= byte(0xff << (8 - rem))
+		}
+		return string(key), false, nil
 	}
 	b, err := nlri.Serialize()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return string(append(buf, b...)), nil
+	return string(append(buf, b...)), false, nil
+}
+
+// checkRD refuses a missing RD and the RD types RFC 4364 does not define:
+// GoBGP keeps no value for them, so such a route could not be told apart
+// from another or sent again.
+func checkRD(rd gb.RouteDistinguisherInterface) error {
+	switch rd.(type) {
+	case nil:
+		return fmt.Errorf("no route distinguisher")
+	case *gb.RouteDistinguisherUnknown:
+		return fmt.Errorf("route distinguisher of unknown type")
+	}
+	return nil
 }
