@@ -2,9 +2,8 @@ module github.com/bagpipe-go/bagpipe
 
 go 1.26.8
 
-require github.com/osrg/gobgp/v4 v4.8.0
-
 require (
-	go.uber.org/goleak v1.3.0 // indirect
-	gopkg.in/ini.v1 v1.67.3 // indirect
+	github.com/osrg/gobgp/v4 v4.8.0
+	go.uber.org/goleak v1.3.0
+	gopkg.in/ini.v1 v1.67.3
 )
