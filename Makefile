@@ -1,0 +1,50 @@
+# bagpipe-go. `make test` is what CI runs (.ci/run), on a fresh Debian 12
+# machine as root: it installs what the tests need, then checks and tests.
+
+GO          ?= go
+TOOLS_BIN   := $(CURDIR)/.tools/bin
+STATICCHECK := $(TOOLS_BIN)/staticcheck
+CONFIG      ?= etc/bagpipe-bgp/bgp.conf.example
+# Per fuzz target: a bounded pass in `make test`, a longer one in `make fuzz`.
+FUZZTIME_CI ?= 10s
+FUZZTIME    ?= 2m
+# Whole `go test` run; `make test` must stay under 30 minutes on 2 cores.
+TEST_TIMEOUT ?= 20m
+
+.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run bench-bgp clean
+
+test: deps fmt-check vet staticcheck unit fuzz-ci
+
+deps:
+	bash scripts/install-deps.sh
+
+fmt-check:
+	@files="$$(find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' -print0 | xargs -0 gofmt -l)"; \
+	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: deps
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+fuzz-ci:
+	bash scripts/fuzz.sh $(FUZZTIME_CI)
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+run: build
+	./bin/bagpipe-bgp --config-file $(CONFIG)
+
+bench-bgp: deps
+	$(GO) run ./cmd/bench-bgp
+
+clean:
+	rm -rf bin
