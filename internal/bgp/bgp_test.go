@@ -322,3 +322,16 @@ func TestNewRouteRefusesMismatch(t *testing.T) {
 		t.Error("nil NLRI accepted")
 	}
 }
+
+func TestRTCInfoPrefix(t *testing.T) {
+	rt := MustParseRT("64512:10")
+	full := RTCMembership(64512, &rt)
+	if got, wild, ok := RTCInfo(full); !ok || wild || got == nil || *got != rt {
+		t.Errorf("full RTC read as %v %v %v", got, wild, ok)
+	}
+	partial := RTCMembership(64512, &rt).(*gb.RouteTargetMembershipNLRI)
+	partial.Length = 48
+	if got, wild, ok := RTCInfo(partial); !ok || wild || got != nil {
+		t.Errorf("48-bit prefix RTC read as %v %v %v; want no single RT", got, wild, ok)
+	}
+}

@@ -103,13 +103,15 @@ func RTCMembership(originAS uint32, rt *RT) gb.NLRI {
 
 // RTCInfo reads an RTC NLRI: the route target it asks for, or wildcard=true
 // for the default membership. Prefix lengths 32..95 (partial route targets)
-// are reported as wildcard=false, rt=nil with the prefix kept by the caller.
+// are reported as rt=nil, wildcard=false.
 func RTCInfo(nlri gb.NLRI) (rt *RT, wildcard bool, ok bool) {
 	n, isRTC := nlri.(*gb.RouteTargetMembershipNLRI)
 	if !isRTC {
 		return nil, false, false
 	}
-	if n.Length == 0 || n.RouteTarget == nil {
+	if n.Length != 96 || n.RouteTarget == nil {
+		// Zero length: the default membership. 32..95: a prefix of an
+		// RT (RFC 4684 §4), not one RT.
 		return nil, n.Length == 0, true
 	}
 	v, isRT := RTFromCommunity(n.RouteTarget)

@@ -35,10 +35,10 @@ type ribSync struct {
 	neg      Negotiated
 	w        RIBWorker
 	log      *slog.Logger
-	families []bgp.Family          // negotiated, RTC first when active
-	active   map[bgp.Family]bool   // the same as a set
+	families []bgp.Family            // negotiated, RTC first when active
+	active   map[bgp.Family]bool     // the same as a set
 	opts     []*gb.MarshallingOption // decoding and encoding options of this session
-	maxLen   int                   // largest UPDATE we may send
+	maxLen   int                     // largest UPDATE we may send
 
 	inMu sync.Mutex // guards the inbound fields below
 	// rtcIn maps each RTC route the peer advertised (by route key) to the
@@ -48,7 +48,8 @@ type ribSync struct {
 	rtcRefs   map[rtcSub]int
 	ignored   map[bgp.Family]bool   // families not negotiated, logged once
 	attrCache map[string]*bgp.Attrs // recent attribute sets, shared between UPDATEs
-	eorIn     map[bgp.Family]bool   // End-of-RIB markers received
+	rdCache   map[rdKey]gb.RouteDistinguisherInterface
+	eorIn     map[bgp.Family]bool // End-of-RIB markers received
 
 	outMu sync.Mutex // guards the outbound fields below
 	// adjOut is what the peer has been sent, by route key.
@@ -95,6 +96,7 @@ func newRIBSync(neg Negotiated, w RIBWorker, log *slog.Logger) *ribSync {
 		rtcRefs:   make(map[rtcSub]int),
 		ignored:   make(map[bgp.Family]bool),
 		attrCache: make(map[string]*bgp.Attrs),
+		rdCache:   make(map[rdKey]gb.RouteDistinguisherInterface),
 		eorIn:     make(map[bgp.Family]bool),
 		adjOut:    make(map[string]sentRoute),
 		maxLen:    gb.BGP_MAX_MESSAGE_LENGTH,
@@ -182,6 +184,7 @@ func (s *ribSync) stop() {
 	clear(s.rtcIn)
 	clear(s.rtcRefs)
 	clear(s.attrCache)
+	clear(s.rdCache)
 	clear(s.eorIn)
 	s.rtcSubscriptions.Store(0)
 	s.inMu.Unlock()

@@ -22,11 +22,11 @@ type discardWorker struct {
 	n      int
 }
 
-func (w *discardWorker) Name() string               { return "bench" }
-func (w *discardWorker) Subscribe(engine.Match)     {}
-func (w *discardWorker) Unsubscribe(engine.Match)   {}
-func (w *discardWorker) Notify() <-chan struct{}    { return nil }
-func (w *discardWorker) Reset()                     {}
+func (w *discardWorker) Name() string                                    { return "bench" }
+func (w *discardWorker) Subscribe(engine.Match)                          {}
+func (w *discardWorker) Unsubscribe(engine.Match)                        {}
+func (w *discardWorker) Notify() <-chan struct{}                         { return nil }
+func (w *discardWorker) Reset()                                          {}
 func (w *discardWorker) Drain(dst []engine.Event) ([]engine.Event, bool) { return dst[:0], false }
 func (w *discardWorker) Snapshot(context.Context) ([]engine.Event, error) {
 	return nil, nil

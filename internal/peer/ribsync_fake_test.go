@@ -161,8 +161,8 @@ var (
 )
 
 var (
-	rsLocal = netip.MustParseAddr("192.0.2.1")
-	rsPeer  = netip.MustParseAddr("192.0.2.2")
+	rsLocal     = netip.MustParseAddr("192.0.2.1")
+	rsPeer      = netip.MustParseAddr("192.0.2.2")
 	rsDataplane = netip.MustParseAddr("203.0.113.7")
 )
 

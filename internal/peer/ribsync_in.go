@@ -241,8 +241,8 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 			continue
 		case *gb.PathAttributeLocalPref:
 			if s.neg.EBGP {
-				// RFC 4271 §5.1.5, RFC 7606 §7.5: disregarded from an
-				// external peer.
+				// RFC 7606 §7.5: from an external peer, "attribute discard".
+				s.attributesDiscarded.Add(1)
 				continue
 			}
 		}
@@ -288,7 +288,7 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 		}
 	}
 	advertise := func(f bgp.Family, nlri gb.NLRI, nh netip.Addr) {
-		r, err := bgp.NewRoute(f, detach(nlri), nh, sharedAttrs())
+		r, err := bgp.NewRoute(f, s.compact(nlri), nh, sharedAttrs())
 		if err != nil {
 			s.log.Warn("UPDATE: NLRI ignored", "family", bgp.FamilyName(f), "error", err)
 			return
@@ -463,28 +463,74 @@ func (s *ribSync) subscribeRTC(sub rtcSub, on bool) {
 	s.log.Debug("RTC subscription", "any", sub.any, "route_target", sub.rt.String(), "on", on)
 }
 
-// detach gives an E-VPN NLRI its own copies of the MAC address and ESI,
-// which GoBGP's decoder leaves pointing into the message: otherwise every
-// stored route would keep its whole UPDATE alive. One small allocation holds
-// both.
-func detach(nlri gb.NLRI) gb.NLRI {
-	n, ok := nlri.(*gb.EVPNNLRI)
-	if !ok {
-		return nlri
-	}
-	switch r := n.RouteTypeData.(type) {
-	case *gb.EVPNMacIPAdvertisementRoute:
-		buf := make([]byte, 0, len(r.MacAddress)+len(r.ESI.Value))
-		buf = append(buf, r.MacAddress...)
-		buf = append(buf, r.ESI.Value...)
-		r.MacAddress = buf[:len(r.MacAddress):len(r.MacAddress)]
-		r.ESI.Value = buf[len(r.MacAddress):]
-	case *gb.EVPNEthernetAutoDiscoveryRoute:
-		r.ESI.Value = bytes.Clone(r.ESI.Value)
-	case *gb.EVPNEthernetSegmentRoute:
-		r.ESI.Value = bytes.Clone(r.ESI.Value)
-	case *gb.EVPNIPPrefixRoute:
-		r.ESI.Value = bytes.Clone(r.ESI.Value)
+// compact trims what a stored route keeps alive. GoBGP's E-VPN decoder
+// leaves the MAC address and ESI pointing into the message, which would keep
+// the whole UPDATE alive as long as one of its routes lives: they get their
+// own copy (one small allocation for both). Route distinguishers are
+// interned: the routes of one VRF all carry the same one.
+func (s *ribSync) compact(nlri gb.NLRI) gb.NLRI {
+	switch n := nlri.(type) {
+	case *gb.LabeledVPNIPAddrPrefix:
+		n.RD = s.internRD(n.RD)
+	case *gb.EVPNNLRI:
+		switch r := n.RouteTypeData.(type) {
+		case *gb.EVPNMacIPAdvertisementRoute:
+			buf := make([]byte, 0, len(r.MacAddress)+len(r.ESI.Value))
+			buf = append(buf, r.MacAddress...)
+			buf = append(buf, r.ESI.Value...)
+			r.MacAddress = buf[:len(r.MacAddress):len(r.MacAddress)]
+			r.ESI.Value = buf[len(r.MacAddress):]
+			r.RD = s.internRD(r.RD)
+		case *gb.EVPNMulticastEthernetTagRoute:
+			r.RD = s.internRD(r.RD)
+		case *gb.EVPNEthernetAutoDiscoveryRoute:
+			r.ESI.Value = bytes.Clone(r.ESI.Value)
+			r.RD = s.internRD(r.RD)
+		case *gb.EVPNEthernetSegmentRoute:
+			r.ESI.Value = bytes.Clone(r.ESI.Value)
+			r.RD = s.internRD(r.RD)
+		case *gb.EVPNIPPrefixRoute:
+			r.ESI.Value = bytes.Clone(r.ESI.Value)
+			r.RD = s.internRD(r.RD)
+		}
 	}
 	return nlri
+}
+
+// rdKey is a route distinguisher's value, comparable.
+type rdKey struct {
+	kind            uint8
+	admin, assigned uint32
+}
+
+// rdCacheSize bounds the interned route distinguishers; the map is cleared
+// when full, which only costs sharing.
+const rdCacheSize = 4096
+
+// internRD returns a shared route distinguisher equal to rd. GoBGP's RD
+// values are never modified once decoded, so sharing is safe.
+func (s *ribSync) internRD(rd gb.RouteDistinguisherInterface) gb.RouteDistinguisherInterface {
+	var k rdKey
+	switch r := rd.(type) {
+	case *gb.RouteDistinguisherTwoOctetAS:
+		k = rdKey{kind: 0, admin: uint32(r.Admin), assigned: r.Assigned}
+	case *gb.RouteDistinguisherIPAddressAS:
+		if !r.Admin.Is4() {
+			return rd
+		}
+		a := r.Admin.As4()
+		k = rdKey{kind: 1, admin: uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]), assigned: uint32(r.Assigned)}
+	case *gb.RouteDistinguisherFourOctetAS:
+		k = rdKey{kind: 2, admin: r.Admin, assigned: uint32(r.Assigned)}
+	default:
+		return rd
+	}
+	if c, ok := s.rdCache[k]; ok {
+		return c
+	}
+	if len(s.rdCache) >= rdCacheSize {
+		clear(s.rdCache)
+	}
+	s.rdCache[k] = rd
+	return rd
 }

@@ -31,12 +31,12 @@ type rfcCase struct {
 	name    string
 	ebgp    bool
 	fams    []bgp.Family
-	msg     func(t *testing.T, f *rfcFixture) []byte
+	msg     func(t testing.TB, f *rfcFixture) []byte
 	act     rfcAction
-	code    uint8                         // actReset
-	subcode uint8                         // actReset
-	absent  gb.BGPAttrType                // actDiscard/actAccept: attribute that must not be on the routes
-	present gb.BGPAttrType                // actAccept: attribute that must be on the routes
+	code    uint8                                  // actReset
+	subcode uint8                                  // actReset
+	absent  gb.BGPAttrType                         // actDiscard/actAccept: attribute that must not be on the routes
+	present gb.BGPAttrType                         // actAccept: attribute that must be on the routes
 	check   func(t *testing.T, cs []engine.Change) // extra checks
 }
 
@@ -44,22 +44,22 @@ type rfcFixture struct {
 	a, b *bgp.Route // the two VPNv4 NLRIs of the base UPDATE
 }
 
-func (f *rfcFixture) reach(t *testing.T) *gb.PathAttributeMpReachNLRI {
+func (f *rfcFixture) reach(t testing.TB) *gb.PathAttributeMpReachNLRI {
 	return rsReach(t, bgp.FamilyVPNv4, rsPeer, f.a.NLRI(), f.b.NLRI())
 }
 
 // base is the valid UPDATE's attribute list, MP_REACH_NLRI first.
-func (f *rfcFixture) base(t *testing.T) []gb.PathAttributeInterface {
+func (f *rfcFixture) base(t testing.TB) []gb.PathAttributeInterface {
 	return append([]gb.PathAttributeInterface{f.reach(t)}, rsPeerAttrs(rsRT1)...)
 }
 
 // with returns base with attribute type typ replaced by p (or p appended).
-func (f *rfcFixture) with(t *testing.T, typ gb.BGPAttrType, p gb.PathAttributeInterface) []gb.PathAttributeInterface {
+func (f *rfcFixture) with(t testing.TB, typ gb.BGPAttrType, p gb.PathAttributeInterface) []gb.PathAttributeInterface {
 	out := f.without(t, typ)
 	return append(out, p)
 }
 
-func (f *rfcFixture) without(t *testing.T, typ gb.BGPAttrType) []gb.PathAttributeInterface {
+func (f *rfcFixture) without(t testing.TB, typ gb.BGPAttrType) []gb.PathAttributeInterface {
 	var out []gb.PathAttributeInterface
 	for _, p := range f.base(t) {
 		if p.GetType() != typ {
@@ -70,7 +70,7 @@ func (f *rfcFixture) without(t *testing.T, typ gb.BGPAttrType) []gb.PathAttribut
 }
 
 // value is the serialised value of an attribute (header stripped).
-func attrValue(t *testing.T, p gb.PathAttributeInterface) []byte {
+func attrValue(t testing.TB, p gb.PathAttributeInterface) []byte {
 	t.Helper()
 	b, err := p.Serialize()
 	if err != nil {
@@ -92,11 +92,11 @@ const (
 )
 
 func rfc7606Cases() []rfcCase {
-	msgOf := func(attrs func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface) func(t *testing.T, f *rfcFixture) []byte {
-		return func(t *testing.T, f *rfcFixture) []byte { return rsUpdate(t, attrs(t, f)...) }
+	msgOf := func(attrs func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface) func(t testing.TB, f *rfcFixture) []byte {
+		return func(t testing.TB, f *rfcFixture) []byte { return rsUpdate(t, attrs(t, f)...) }
 	}
-	withRaw := func(typ gb.BGPAttrType, p gb.PathAttributeInterface) func(t *testing.T, f *rfcFixture) []byte {
-		return msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface { return f.with(t, typ, p) })
+	withRaw := func(typ gb.BGPAttrType, p gb.PathAttributeInterface) func(t testing.TB, f *rfcFixture) []byte {
+		return msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface { return f.with(t, typ, p) })
 	}
 	const upd = gb.BGP_ERROR_UPDATE_MESSAGE_ERROR
 	return []rfcCase{
@@ -120,8 +120,8 @@ func rfc7606Cases() []rfcCase {
 			msg: withRaw(gb.BGP_ATTR_TYPE_MULTI_EXIT_DISC, raw(fOpt, gb.BGP_ATTR_TYPE_MULTI_EXIT_DISC, 0, 1))},
 		{name: "local_pref_bad_length", act: actWithdraw,
 			msg: withRaw(gb.BGP_ATTR_TYPE_LOCAL_PREF, raw(fTrans, gb.BGP_ATTR_TYPE_LOCAL_PREF, 0, 100))},
-		{name: "local_pref_from_ebgp_disregarded", ebgp: true, act: actAccept, absent: gb.BGP_ATTR_TYPE_LOCAL_PREF,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+		{name: "local_pref_from_ebgp_discarded", ebgp: true, act: actDiscard, absent: gb.BGP_ATTR_TYPE_LOCAL_PREF,
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				return f.with(t, gb.BGP_ATTR_TYPE_AS_PATH, gb.NewPathAttributeAsPath([]gb.AsPathParamInterface{
 					gb.NewAs4PathParam(gb.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65001})}))
 			})},
@@ -148,11 +148,15 @@ func rfc7606Cases() []rfcCase {
 		{name: "optional_attribute_flagged_well_known", act: actWithdraw,
 			msg: withRaw(gb.BGP_ATTR_TYPE_EXTENDED_COMMUNITIES, raw(fTrans, gb.BGP_ATTR_TYPE_EXTENDED_COMMUNITIES, attrValueOf(rsRT1)...))},
 		{name: "missing_origin_with_mp_reach", act: actWithdraw,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface { return f.without(t, gb.BGP_ATTR_TYPE_ORIGIN) })},
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
+				return f.without(t, gb.BGP_ATTR_TYPE_ORIGIN)
+			})},
 		{name: "missing_as_path_with_mp_reach", act: actWithdraw,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface { return f.without(t, gb.BGP_ATTR_TYPE_AS_PATH) })},
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
+				return f.without(t, gb.BGP_ATTR_TYPE_AS_PATH)
+			})},
 		{name: "mp_unreach_alone_needs_no_mandatory_attribute", act: actAccept,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				return rsUpdate(t, rsUnreach(t, bgp.FamilyVPNv4, f.a.NLRI(), f.b.NLRI()))
 			},
 			check: func(t *testing.T, cs []engine.Change) {
@@ -165,7 +169,7 @@ func rfc7606Cases() []rfcCase {
 		{name: "unknown_optional_transitive_attribute_kept", act: actAccept, present: 99,
 			msg: withRaw(99, raw(fOpt|fTrans, 99, 1, 2))},
 		{name: "duplicate_attribute_first_kept", act: actDiscard,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				return append(f.base(t), gb.NewPathAttributeLocalPref(300))
 			}),
 			check: func(t *testing.T, cs []engine.Change) {
@@ -174,26 +178,26 @@ func rfc7606Cases() []rfcCase {
 				}
 			}},
 		{name: "duplicate_mp_reach", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				return append(f.base(t), rsReach(t, bgp.FamilyVPNv4, rsPeer, f.a.NLRI()))
 			})},
 		{name: "duplicate_mp_unreach", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				return rsUpdate(t, rsUnreach(t, bgp.FamilyVPNv4, f.a.NLRI()), rsUnreach(t, bgp.FamilyVPNv4, f.b.NLRI()))
 			}},
 		{name: "mp_reach_wrong_flags", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_ATTRIBUTE_FLAGS_ERROR,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				out := f.without(t, gb.BGP_ATTR_TYPE_MP_REACH_NLRI)
 				return append(out, raw(fTrans, gb.BGP_ATTR_TYPE_MP_REACH_NLRI, attrValue(t, f.reach(t))...))
 			})},
 		{name: "mp_reach_malformed_nlri", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_INVALID_NETWORK_FIELD,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				v := attrValue(t, f.reach(t))
 				out := f.without(t, gb.BGP_ATTR_TYPE_MP_REACH_NLRI)
 				return append(out, raw(fOpt, gb.BGP_ATTR_TYPE_MP_REACH_NLRI, v[:len(v)-3]...)) // last NLRI cut short
 			})},
 		{name: "mp_reach_bad_next_hop_length", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_ATTRIBUTE_LENGTH_ERROR,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				v := attrValue(t, f.reach(t))
 				// AFI, SAFI, next hop length 5 instead of 12, 5 octets kept.
 				bad := append([]byte{v[0], v[1], v[2], 5}, v[4:9]...)
@@ -202,20 +206,20 @@ func rfc7606Cases() []rfcCase {
 				return append(out, raw(fOpt, gb.BGP_ATTR_TYPE_MP_REACH_NLRI, bad...))
 			})},
 		{name: "mp_reach_missing_next_hop", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_ATTRIBUTE_LENGTH_ERROR,
-			msg: msgOf(func(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface {
+			msg: msgOf(func(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface {
 				v := attrValue(t, f.reach(t))
 				bad := append([]byte{v[0], v[1], v[2], 0}, v[16:]...)
 				out := f.without(t, gb.BGP_ATTR_TYPE_MP_REACH_NLRI)
 				return append(out, raw(fOpt, gb.BGP_ATTR_TYPE_MP_REACH_NLRI, bad...))
 			})},
 		{name: "mp_unreach_malformed_nlri", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_INVALID_NETWORK_FIELD,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				v := attrValue(t, rsUnreach(t, bgp.FamilyVPNv4, f.a.NLRI(), f.b.NLRI()))
 				return rsUpdate(t, raw(fOpt, gb.BGP_ATTR_TYPE_MP_UNREACH_NLRI, v[:len(v)-3]...))
 			}},
 		{name: "evpn_unknown_route_type", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyEVPN}, act: actReset,
 			code: upd, subcode: gb.BGP_ERROR_SUB_INVALID_NETWORK_FIELD,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				mac := rsMAC(t, "42.42.42.42:5", "01:02:03:04:05:06", 5000, netip.Addr{}, nil)
 				v := attrValue(t, rsReach(t, bgp.FamilyEVPN, rsPeer, mac.NLRI()))
 				// An RT-6 (SMET) NLRI before the RT-2 one: 4 octets of header +
@@ -226,25 +230,25 @@ func rfc7606Cases() []rfcCase {
 				return rsUpdate(t, append([]gb.PathAttributeInterface{raw(fOpt, gb.BGP_ATTR_TYPE_MP_REACH_NLRI, bad...)}, rsPeerAttrs(rsRT1)...)...)
 			}},
 		{name: "attribute_length_overruns_attribute_section", act: actWithdraw,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				b := rsUpdate(t, append(f.base(t), raw(fOpt|fTrans, 99, 1, 2, 3))...)
 				b[len(b)-4] = 10 // the last attribute claims 10 octets, 3 remain
 				return b
 			}},
 		{name: "total_attribute_length_overruns_message", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				b := rsUpdate(t, f.base(t)...)
 				binary.BigEndian.PutUint16(b[21:23], binary.BigEndian.Uint16(b[21:23])+10)
 				return b
 			}},
 		{name: "withdrawn_routes_length_overruns_message", act: actReset, code: upd, subcode: gb.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				b := rsUpdate(t, f.base(t)...)
 				binary.BigEndian.PutUint16(b[19:21], 0x4000)
 				return b
 			}},
 		{name: "flowspec_components_out_of_order_reordered", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyFlowVPNv4}, act: actAccept,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				return flowUpdate(t, gb.NewFlowSpecComponent(gb.FLOW_SPEC_TYPE_DST_PORT,
 					[]*gb.FlowSpecComponentItem{gb.NewFlowSpecComponentItem(gb.DEC_NUM_OP_EQ, 80)}))
 			},
@@ -254,7 +258,7 @@ func rfc7606Cases() []rfcCase {
 				}
 			}},
 		{name: "flowspec_duplicate_component_type", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyFlowVPNv4}, act: actWithdraw,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				p, err := gb.NewIPAddrPrefix(netip.MustParsePrefix("203.0.113.0/24"))
 				if err != nil {
 					t.Fatal(err)
@@ -267,7 +271,7 @@ func rfc7606Cases() []rfcCase {
 				}
 			}},
 		{name: "malformed_attribute_spares_mp_unreach_of_other_family", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyEVPN}, act: actWithdraw,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				mac := rsMAC(t, "42.42.42.42:5", "01:02:03:04:05:06", 5000, netip.Addr{}, nil)
 				attrs := f.with(t, gb.BGP_ATTR_TYPE_ORIGIN, gb.NewPathAttributeOrigin(7))
 				return rsUpdate(t, append(attrs, rsUnreach(t, bgp.FamilyEVPN, mac.NLRI()))...)
@@ -280,7 +284,7 @@ func rfc7606Cases() []rfcCase {
 		{name: "family_not_negotiated_ignored", fams: []bgp.Family{bgp.FamilyEVPN}, act: actIgnore,
 			msg: msgOf(baseOf)},
 		{name: "ipv4_unicast_nlri_not_negotiated_ignored", act: actAccept,
-			msg: func(t *testing.T, f *rfcFixture) []byte {
+			msg: func(t testing.TB, f *rfcFixture) []byte {
 				p, err := gb.NewIPAddrPrefix(netip.MustParsePrefix("198.51.100.0/24"))
 				if err != nil {
 					t.Fatal(err)
@@ -297,14 +301,14 @@ func rfc7606Cases() []rfcCase {
 
 // flowUpdate advertises a FlowSpec-VPN NLRI whose components are a
 // destination prefix then extra, in that order on the wire.
-func flowUpdate(t *testing.T, extra gb.FlowSpecComponentInterface) []byte {
+func flowUpdate(t testing.TB, extra gb.FlowSpecComponentInterface) []byte {
 	r := rsFlow(t, "42.42.42.42:5", "198.51.100.0/24", nil)
 	n := r.NLRI().(*gb.FlowSpecNLRI)
 	n.Value = []gb.FlowSpecComponentInterface{extra, n.Value[0]}
 	return rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyFlowVPNv4, netip.Addr{}, n)}, rsPeerAttrs(rsRT1)...)...)
 }
 
-func baseOf(t *testing.T, f *rfcFixture) []gb.PathAttributeInterface { return f.base(t) }
+func baseOf(t testing.TB, f *rfcFixture) []gb.PathAttributeInterface { return f.base(t) }
 
 // attrValueOf is the 8 octets of a route target extended community.
 func attrValueOf(rt bgp.RT) []byte {
