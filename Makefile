@@ -29,7 +29,7 @@ staticcheck: deps
 	$(STATICCHECK) ./...
 
 unit:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	bash scripts/gotest.sh $(TEST_TIMEOUT)
 
 fuzz-ci:
 	bash scripts/fuzz.sh $(FUZZTIME_CI)
@@ -44,7 +44,7 @@ run: build
 	./bin/bagpipe-bgp --config-file $(CONFIG)
 
 bench-bgp: deps
-	$(GO) run ./cmd/bench-bgp
+	$(GO) run ./cmd/bench-bgp $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
