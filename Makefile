@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 20m
 
 .PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run bench-bgp clean
 
-test: deps fmt-check vet staticcheck unit fuzz-ci
+test: deps fmt-check vet staticcheck fuzz-ci unit
 
 deps:
 	bash scripts/install-deps.sh

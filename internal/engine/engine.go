@@ -44,8 +44,9 @@ type Engine struct {
 	subs     map[Match]*matchState
 	anyAFI   int // number of keys in subs with AFI 0
 	anySAFI  int // number of keys in subs with SAFI 0
-	index    map[famRT]map[*entry]struct{}
-	families []bgp.Family // families ever seen in index, for AFI/SAFI wildcards
+	index    map[famRT]*rtList
+	morePos  map[posKey]int32 // index positions of RTs beyond an entry's second
+	families []bgp.Family     // families ever seen in index, for AFI/SAFI wildcards
 	rtcRefs  map[rtcKey]int
 	epoch    uint64    // dedup stamp for one dispatch, see subscribers
 	scratch  []*Worker // reused by dispatch
@@ -69,7 +70,8 @@ func New(cfg Config, log *slog.Logger) *Engine {
 		names:   map[string]*Worker{},
 		live:    map[*Worker]struct{}{},
 		subs:    map[Match]*matchState{},
-		index:   map[famRT]map[*entry]struct{}{},
+		index:   map[famRT]*rtList{},
+		morePos: map[posKey]int32{},
 		rtcRefs: map[rtcKey]int{},
 	}
 	e.mgr = e.newWorker(ManagerName, Local)

@@ -15,7 +15,22 @@ import (
 type entry struct {
 	route *bgp.Route
 	src   *Worker
+	// at[i] is the entry's position in the index list of route.RTs()[i];
+	// routes rarely carry more than two RTs, the positions of the others
+	// are in Engine.morePos.
+	at [2]int32
 }
+
+// posKey names the index position of an entry's RT beyond the second.
+type posKey struct {
+	ent *entry
+	i   int
+}
+
+// rtList is the index of one (family, RT): a slice with swap-removal, the
+// entries knowing their own positions, so adding and removing costs no
+// hashing (the engine's hottest path while a peer sends a full table).
+type rtList struct{ ents []*entry }
 
 // famRT keys the route index: routes are indexed only under their exact
 // (family, RT) pairs. Every wildcard view (any AFI, any SAFI, any RT) is
@@ -146,52 +161,114 @@ func (e *Engine) eachUnder(m Match, fn func(*entry)) {
 		return
 	}
 	if m.AFI != 0 && m.SAFI != 0 {
-		for ent := range e.index[famRT{familyOf(m.AFI, m.SAFI), m.RT}] {
-			fn(ent)
+		if l := e.index[famRT{familyOf(m.AFI, m.SAFI), m.RT}]; l != nil {
+			for _, ent := range l.ents {
+				fn(ent)
+			}
 		}
 		return
 	}
 	// A route has one family, so the per-family sets are disjoint.
 	for _, f := range e.families {
 		if m.familyCovers(f) {
-			for ent := range e.index[famRT{f, m.RT}] {
-				fn(ent)
+			if l := e.index[famRT{f, m.RT}]; l != nil {
+				for _, ent := range l.ents {
+					fn(ent)
+				}
 			}
 		}
 	}
 }
 
-func (e *Engine) indexAdd(ent *entry, rts []bgp.RT, skip []bgp.RT) {
+// pos is where the entry's position in the list of its route's i-th RT is kept.
+func (e *Engine) pos(ent *entry, i int) int32 {
+	if i < len(ent.at) {
+		return ent.at[i]
+	}
+	return e.morePos[posKey{ent, i}]
+}
+
+func (e *Engine) setPos(ent *entry, i int, p int32) {
+	if i < len(ent.at) {
+		ent.at[i] = p
+		return
+	}
+	e.morePos[posKey{ent, i}] = p
+}
+
+// indexInsert adds ent under (its family, rt) and returns its position.
+func (e *Engine) indexInsert(ent *entry, rt bgp.RT) int32 {
 	f := ent.route.Family()
-	for _, rt := range rts {
-		if slices.Contains(skip, rt) {
-			continue
+	k := famRT{f, rt}
+	l := e.index[k]
+	if l == nil {
+		l = &rtList{}
+		e.index[k] = l
+		if !slices.Contains(e.families, f) {
+			e.families = append(e.families, f)
 		}
-		k := famRT{f, rt}
-		set := e.index[k]
-		if set == nil {
-			set = map[*entry]struct{}{}
-			e.index[k] = set
-			if !slices.Contains(e.families, f) {
-				e.families = append(e.families, f)
-			}
-		}
-		set[ent] = struct{}{}
+	}
+	l.ents = append(l.ents, ent)
+	return int32(len(l.ents) - 1)
+}
+
+// indexRemove takes ent, at position p, out of the list of (its family, rt).
+func (e *Engine) indexRemove(ent *entry, rt bgp.RT, p int32) {
+	k := famRT{ent.route.Family(), rt}
+	l := e.index[k]
+	if l == nil || int(p) >= len(l.ents) || l.ents[p] != ent {
+		panic(fmt.Sprintf("engine: index of %s out of step", k.rt))
+	}
+	last := len(l.ents) - 1
+	if moved := l.ents[last]; moved != ent {
+		l.ents[p] = moved
+		e.setPos(moved, slices.Index(moved.route.RTs(), rt), p)
+	}
+	l.ents[last] = nil
+	l.ents = l.ents[:last]
+	if len(l.ents) == 0 {
+		delete(e.index, k)
 	}
 }
 
-func (e *Engine) indexDel(ent *entry, rts []bgp.RT, keep []bgp.RT) {
-	f := ent.route.Family()
-	for _, rt := range rts {
-		if slices.Contains(keep, rt) {
-			continue
+// indexAdd indexes a new entry under every RT of its route.
+func (e *Engine) indexAdd(ent *entry) {
+	for i, rt := range ent.route.RTs() {
+		e.setPos(ent, i, e.indexInsert(ent, rt))
+	}
+}
+
+// indexDel removes an entry from every list of its route's RTs.
+func (e *Engine) indexDel(ent *entry) {
+	for i, rt := range ent.route.RTs() {
+		e.indexRemove(ent, rt, e.pos(ent, i))
+		if i >= len(ent.at) {
+			delete(e.morePos, posKey{ent, i})
 		}
-		k := famRT{f, rt}
-		if set := e.index[k]; set != nil {
-			delete(set, ent)
-			if len(set) == 0 {
-				delete(e.index, k)
-			}
+	}
+}
+
+// indexReplace moves an entry from its route's RTs to those of r, leaving
+// alone the lists of RTs both carry, and makes r the entry's route.
+func (e *Engine) indexReplace(ent *entry, r *bgp.Route) {
+	oldRTs, newRTs := ent.route.RTs(), r.RTs()
+	kept := make([]int32, len(oldRTs))
+	for i, rt := range oldRTs {
+		p := e.pos(ent, i)
+		kept[i] = p
+		if i >= len(ent.at) {
+			delete(e.morePos, posKey{ent, i})
+		}
+		if !slices.Contains(newRTs, rt) {
+			e.indexRemove(ent, rt, p)
+		}
+	}
+	ent.route = r
+	for j, rt := range newRTs {
+		if i := slices.Index(oldRTs, rt); i >= 0 {
+			e.setPos(ent, j, kept[i])
+		} else {
+			e.setPos(ent, j, e.indexInsert(ent, rt))
 		}
 	}
 }
@@ -227,7 +304,7 @@ func (e *Engine) advertise(src *Worker, r *bgp.Route) {
 	if old == nil {
 		ent = &entry{route: r, src: src}
 		src.routes[key] = ent
-		e.indexAdd(ent, r.RTs(), nil)
+		e.indexAdd(ent)
 		if r.Family() != bgp.FamilyRTC {
 			src.nonRTC++
 		}
@@ -243,9 +320,7 @@ func (e *Engine) advertise(src *Worker, r *bgp.Route) {
 			w.push(Event{Type: Withdraw, Route: old, Source: src.name})
 		}
 	}
-	e.indexDel(ent, old.RTs(), r.RTs())
-	ent.route = r
-	e.indexAdd(ent, r.RTs(), old.RTs())
+	e.indexReplace(ent, r)
 	e.keepScratch(picked)
 }
 
@@ -275,7 +350,7 @@ func (e *Engine) removeEntry(src *Worker, ent *entry) {
 		}
 	}
 	e.keepScratch(picked)
-	e.indexDel(ent, r.RTs(), nil)
+	e.indexDel(ent)
 	delete(src.routes, r.Key())
 	if r.Family() != bgp.FamilyRTC {
 		src.nonRTC--
