@@ -182,11 +182,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *api.
 		BGP:       sp.Source(),
 	})
 	if err != nil {
+		sp.Close()
 		return err
 	}
 	apiAddr := net.JoinHostPort(cfg.API.Host, strconv.Itoa(int(cfg.API.Port)))
 	ln, err := net.Listen("tcp", apiAddr)
 	if err != nil {
+		sp.Close()
 		return fmt.Errorf("REST API on %s: %w", apiAddr, err)
 	}
 	log.Info("bagpipe-bgp starting", "version", version, "api", ln.Addr().String(), "bgp_listen", sp.ListenAddr().String(),

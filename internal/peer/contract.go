@@ -27,7 +27,9 @@ type Negotiated struct {
 	// LocalAddress is the session's local IP (next hop for eBGP and RTC).
 	LocalAddress netip.Addr
 	PeerAddress  netip.Addr
-	HoldTime     uint16 // negotiated, seconds; 0 = no keepalives
+	// RouterID is our BGP identifier (for the RFC 4456 loop check).
+	RouterID netip.Addr
+	HoldTime uint16 // negotiated, seconds; 0 = no keepalives
 }
 
 // RIBWorker is the part of *engine.Worker a session uses; tests may fake it.
@@ -79,6 +81,7 @@ type RIBStats struct {
 	RoutesIn, WithdrawsIn uint64
 	TreatedAsWithdraw     uint64 // RFC 7606 §2 treat-as-withdraw actions
 	AttributesDiscarded   uint64 // RFC 7606 §2 attribute-discard actions
+	LoopsIgnored          uint64 // UPDATEs carrying our ORIGINATOR_ID (RFC 4456 §8)
 	AdjRIBOut             int
 	RTCSubscriptions      int
 }

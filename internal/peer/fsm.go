@@ -568,6 +568,7 @@ func (f *fsm) openSent(c *conn, ev rxEvent) (State, reason, error) {
 		neg.LocalAddress = a.AddrPort().Addr().Unmap()
 	}
 	neg.PeerAddress = f.cfg.PeerAddress
+	neg.RouterID = f.cfg.RouterID
 	c.neg, c.peerID = neg, o.ID
 	if lose, why := f.collide(c); lose {
 		return Idle, reason{code: reasonCollision, detail: why}, collisionCease(why)

@@ -44,6 +44,10 @@ func (l *Listener) Addr() netip.AddrPort {
 	return l.ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
+// Close closes the listening socket; for a Listener that will not Serve
+// (Serve closes it itself when its context ends).
+func (l *Listener) Close() error { return l.ln.Close() }
+
 // Add makes the listener accept connections from p's address, installing
 // p's TCP-MD5 key on the listening socket when it has one. Connections are
 // handed over while p.Run runs; before and after, they are closed.

@@ -58,6 +58,7 @@ type ribSync struct {
 	updatesIn, updatesOut atomic.Uint64
 	routesIn, withdrawsIn atomic.Uint64
 	treatedAsWithdraw     atomic.Uint64
+	loopsIgnored          atomic.Uint64
 	attributesDiscarded   atomic.Uint64
 	rtcSubscriptions      atomic.Int64
 	adjOutLen             atomic.Int64
@@ -202,6 +203,7 @@ func (s *ribSync) stats() RIBStats {
 		RoutesIn:            s.routesIn.Load(),
 		WithdrawsIn:         s.withdrawsIn.Load(),
 		TreatedAsWithdraw:   s.treatedAsWithdraw.Load(),
+		LoopsIgnored:        s.loopsIgnored.Load(),
 		AttributesDiscarded: s.attributesDiscarded.Load(),
 		AdjRIBOut:           int(s.adjOutLen.Load()),
 		RTCSubscriptions:    int(s.rtcSubscriptions.Load()),

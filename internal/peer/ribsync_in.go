@@ -230,6 +230,12 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 	}
 	if in.withdrawAll || in.reachWithdrawn {
 		s.treatedAsWithdraw.Add(1)
+	} else if s.ownOriginator(v.PathAttributes) {
+		// RFC 4456 §8: a reflected route carrying our own router id as
+		// ORIGINATOR_ID is ours coming back; ignoring it must also undo
+		// an earlier version of it, hence a withdraw.
+		in.withdrawAll = true
+		s.loopsIgnored.Add(1)
 	}
 
 	for _, a := range v.PathAttributes {
@@ -533,4 +539,18 @@ func (s *ribSync) internRD(rd gb.RouteDistinguisherInterface) gb.RouteDistinguis
 	}
 	s.rdCache[k] = rd
 	return rd
+}
+
+// ownOriginator says whether an iBGP UPDATE carries our router id as
+// ORIGINATOR_ID.
+func (s *ribSync) ownOriginator(attrs []gb.PathAttributeInterface) bool {
+	if s.neg.EBGP || !s.neg.RouterID.IsValid() {
+		return false
+	}
+	for _, a := range attrs {
+		if o, ok := a.(*gb.PathAttributeOriginatorId); ok {
+			return o.Value == s.neg.RouterID
+		}
+	}
+	return false
 }

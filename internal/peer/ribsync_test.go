@@ -640,3 +640,53 @@ func TestReceived(t *testing.T) {
 		}
 	})
 }
+
+// TestOwnOriginatorIgnored: RFC 4456 §8, a reflected route carrying our
+// router id as ORIGINATOR_ID is ours coming back and is ignored (withdrawn
+// if an earlier version was accepted); another originator is accepted.
+func TestOwnOriginatorIgnored(t *testing.T) {
+	rd := "42.42.42.42:5"
+	neg := rsIBGP(bgp.FamilyVPNv4)
+	neg.RouterID = rsLocal
+	w := newRIBFake()
+	s := newRIBSync(neg, w, rsLog(t))
+	r := rsVPN(t, rd, "10.1.2.3/32", 16, netip.Addr{}, nil)
+	withOriginator := func(id netip.Addr) []byte {
+		o, err := gb.NewPathAttributeOriginatorId(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := gb.NewPathAttributeClusterList([]netip.Addr{netip.MustParseAddr("198.51.100.9")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyVPNv4, rsPeer, r.NLRI()), o, cl}, rsPeerAttrs(rsRT1)...)...)
+	}
+	mustReceive(t, s, withOriginator(netip.MustParseAddr("198.51.100.1")))
+	if len(w.published) != 1 || w.published[0][0].Type != engine.Advertise {
+		t.Fatalf("route from another originator not accepted: %v", w.published)
+	}
+	mustReceive(t, s, withOriginator(rsLocal))
+	if len(w.published) != 2 || len(w.published[1]) != 1 || w.published[1][0].Type != engine.Withdraw {
+		t.Fatalf("our own reflected route not withdrawn: %v", w.published)
+	}
+	if st := s.stats(); st.LoopsIgnored != 1 || st.TreatedAsWithdraw != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// eBGP has no ORIGINATOR_ID rule.
+	ebgp := neg
+	ebgp.EBGP, ebgp.PeerAS = true, 65001
+	s2 := newRIBSync(ebgp, newRIBFake(), rsLog(t))
+	if s2.ownOriginator([]gb.PathAttributeInterface{mustOriginator(t, rsLocal)}) {
+		t.Error("loop check applied to eBGP")
+	}
+}
+
+func mustOriginator(t *testing.T, id netip.Addr) gb.PathAttributeInterface {
+	t.Helper()
+	o, err := gb.NewPathAttributeOriginatorId(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}

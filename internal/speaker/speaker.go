@@ -66,10 +66,7 @@ func New(ctx context.Context, cfg config.BGP, log *slog.Logger) (*Speaker, error
 		}
 		for _, p := range s.peers {
 			if err := ln.Add(p); err != nil {
-				// Serve on a finished context just closes the socket.
-				done, cancel := context.WithCancel(ctx)
-				cancel()
-				_ = ln.Serve(done)
+				ln.Close()
 				return nil, fmt.Errorf("accept peer %s: %w", p.Address(), err)
 			}
 		}
@@ -118,6 +115,14 @@ func (s *Speaker) ListenAddr() netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return s.listener.Addr()
+}
+
+// Close releases what New opened, for a Speaker whose Run will not be
+// called (Run releases everything itself).
+func (s *Speaker) Close() {
+	if s.listener != nil {
+		s.listener.Close()
+	}
 }
 
 // Run runs the engine, the listener and every peer until ctx is done; peers
@@ -220,6 +225,7 @@ func peerInfo(i peer.Info, rtcEnabled bool) api.PeerInfo {
 			"treated_as_withdraw":  i.RIB.TreatedAsWithdraw,
 			"attributes_discarded": i.RIB.AttributesDiscarded,
 			"adj_rib_out":          uint64(i.RIB.AdjRIBOut),
+			"loops_ignored":        i.RIB.LoopsIgnored,
 		},
 		Extra: extra,
 		Logs:  logs,

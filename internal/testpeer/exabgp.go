@@ -315,7 +315,16 @@ func (e *ExaBGP) readLocked() error {
 					State string `json:"state"`
 				} `json:"neighbor"`
 			}
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Type == "state" {
+			// exabgp writes a NOTIFICATION's data bytes raw into the
+			// reason of its "down" event: blank control characters out
+			// so that the line still parses.
+			clean := strings.Map(func(r rune) rune {
+				if r < 0x20 {
+					return ' '
+				}
+				return r
+			}, line)
+			if json.Unmarshal([]byte(clean), &ev) == nil && ev.Type == "state" {
 				e.state = ev.Neighbor.State
 			}
 		default:
