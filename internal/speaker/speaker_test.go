@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/bagpipe-go/bagpipe/internal/blaster"
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
+	"github.com/bagpipe-go/bagpipe/internal/blaster"
 	"github.com/bagpipe-go/bagpipe/internal/config"
 )
 
