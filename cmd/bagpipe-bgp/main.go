@@ -21,6 +21,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/api"
 	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/speaker"
 )
 
@@ -114,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		fmt.Fprintf(stderr, "bagpipe-bgp: configuration: %v\n", err)
 		return 1
 	}
-	logs := api.NewLogBuffer(0)
+	logs := logring.NewBuffer(0)
 	log, closeLog, err := newLogger(o, cfg, stderr, logs)
 	if err != nil {
 		fmt.Fprintf(stderr, "bagpipe-bgp: %v\n", err)
@@ -131,7 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	return 0
 }
 
-func newLogger(o *options, cfg *config.Config, stderr io.Writer, logs *api.LogBuffer) (*slog.Logger, func(), error) {
+func newLogger(o *options, cfg *config.Config, stderr io.Writer, logs *logring.Buffer) (*slog.Logger, func(), error) {
 	level := slog.LevelInfo
 	if o.debug || cfg.Default.Debug {
 		level = slog.LevelDebug
@@ -164,7 +165,7 @@ func newLogger(o *options, cfg *config.Config, stderr io.Writer, logs *api.LogBu
 
 // serve starts the BGP speaker and the REST API and runs them until ctx ends
 // or one of them fails.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *api.LogBuffer, ready chan<- netip.AddrPort) error {
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logring.Buffer, ready chan<- netip.AddrPort) error {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 // fakeBGP is a BGPSource with canned content.
@@ -124,7 +126,7 @@ func fixture(t testing.TB) *fakeBGP {
 				Name:           "BGP-192.0.2.2",
 				Counters:       map[string]uint64{"updates_in": 3, "updates_out": 4},
 				Extra:          Fields{{"connection", Fields{{"direction", "active"}, {"local_port", 40000}}}},
-				Logs: []LogRecord{{Level: "WARNING", Time: time.Date(2026, 3, 1, 12, 0, 0, 123e6, time.UTC),
+				Logs: []logring.Record{{Level: slog.LevelWarn, Time: time.Date(2026, 3, 1, 12, 0, 0, 123e6, time.UTC),
 					Message: "hold timer expired"}},
 			},
 			{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 // BGPSource is the BGP core as the looking glass sees it: the engine's
@@ -56,7 +57,7 @@ type PeerInfo struct {
 	// appended as is after the original's keys.
 	Extra Fields
 	// Logs are the peer's own WARNING+ records, newest first.
-	Logs []LogRecord
+	Logs []logring.Record
 }
 
 // bgpNode is /looking-glass/bgp.

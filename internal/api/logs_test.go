@@ -2,15 +2,20 @@ package api
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
+// The daemon's handler names records by LoggerKey and the looking glass
+// shows them with the original's level names (buffer and rendering are
+// tested in internal/logring).
 func TestLogHandler(t *testing.T) {
-	buf := NewLogBuffer(0)
+	buf := logring.NewBuffer(0)
 	var text bytes.Buffer
 	log := slog.New(NewLogHandler(slog.NewTextHandler(&text, &slog.HandlerOptions{Level: slog.LevelInfo}), buf))
 	peerLog := log.With(LoggerKey, "peer.192-0-2-2", "peer", "192.0.2.2")
@@ -24,11 +29,23 @@ func TestLogHandler(t *testing.T) {
 	if len(recs) != 2 {
 		t.Fatalf("records %+v, want the WARNING and the ERROR", recs)
 	}
-	if r := recs[0]; r.Level != "ERROR" || r.Name != "" || r.Message != "failed req.path=/x req.err.code=5" {
-		t.Errorf("newest %+v", r)
+	lg := LogsLG(recs, true)
+	for i, want := range []map[string]any{
+		{"level": "ERROR", "name": "", "message": "failed req.path=/x req.err.code=5"},
+		{"level": "WARNING", "name": "peer.192-0-2-2", "message": "hold timer 'expired' peer=192.0.2.2 hold_time=90"},
+	} {
+		got := map[string]any{}
+		for _, f := range lg[i] {
+			if f.Key != "time" {
+				got[f.Key] = f.Value
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("record %d: %v, want %v", i, got, want)
+		}
 	}
-	if r := recs[1]; r.Level != "WARNING" || r.Name != "peer.192-0-2-2" || r.Message != "hold timer 'expired' peer=192.0.2.2 hold_time=90" {
-		t.Errorf("oldest %+v", r)
+	if keys := fieldKeys(LogsLG(recs, false)[0]); !reflect.DeepEqual(keys, []string{"level", "time", "message"}) {
+		t.Errorf("per-object record keys %v", keys)
 	}
 	if time.Since(recs[0].Time) > time.Minute {
 		t.Errorf("record time %s", recs[0].Time)
@@ -44,28 +61,12 @@ func TestLogHandler(t *testing.T) {
 	}
 }
 
-func TestLogBufferBound(t *testing.T) {
-	buf := NewLogBuffer(0)
-	for i := range 250 {
-		buf.Add(LogRecord{Level: "WARNING", Message: fmt.Sprint(i)})
+func fieldKeys(fs Fields) []string {
+	keys := make([]string, 0, len(fs))
+	for _, f := range fs {
+		keys = append(keys, f.Key)
 	}
-	recs := buf.Records()
-	if buf.Len() != 100 || len(recs) != 100 {
-		t.Fatalf("len %d, records %d, want 100", buf.Len(), len(recs))
-	}
-	if recs[0].Message != "249" || recs[99].Message != "150" {
-		t.Errorf("newest %s, oldest %s; want 249 and 150", recs[0].Message, recs[99].Message)
-	}
-	buf.Reset()
-	if buf.Len() != 0 || len(buf.Records()) != 0 {
-		t.Error("Reset kept records")
-	}
-	small := NewLogBuffer(3)
-	small.Add(LogRecord{Message: "a"})
-	small.Add(LogRecord{Message: "b"})
-	if r := small.Records(); len(r) != 2 || r[0].Message != "b" || r[1].Message != "a" {
-		t.Errorf("records %+v", r)
-	}
+	return keys
 }
 
 func TestLogTimeFormat(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 // LookingGlassPrefix is the first path element of the looking glass.
@@ -42,7 +44,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Logs is the global buffer of WARNING+ records (fed by the handler of
 	// NewLogHandler); nil gives an empty one.
-	Logs *LogBuffer
+	Logs *logring.Buffer
 	// Version shown in the summary.
 	Version string
 	// StartTime shown in the summary; zero means when New was called.
@@ -64,7 +66,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	logs     *LogBuffer
+	logs     *logring.Buffer
 	start    time.Time
 	sequence string // /ping answer, a decimal integer
 	lg       Node
@@ -92,7 +94,7 @@ func New(cfg Config) (*Server, error) {
 		sequence: seq,
 	}
 	if s.logs == nil {
-		s.logs = NewLogBuffer(0)
+		s.logs = logring.NewBuffer(0)
 	}
 	if s.start.IsZero() {
 		s.start = time.Now()

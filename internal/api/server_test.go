@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -40,13 +41,13 @@ var startTime = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 type testServer struct {
 	*Server
-	logs *LogBuffer
+	logs *logring.Buffer
 	log  *slog.Logger
 }
 
 func newServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
-	logs := NewLogBuffer(0)
+	logs := logring.NewBuffer(0)
 	log := slog.New(NewLogHandler(slog.NewTextHandler(io.Discard, nil), logs))
 	cfg.Logger = log
 	cfg.Logs = logs
@@ -279,7 +280,7 @@ func TestAttachDetach(t *testing.T) {
 			}
 			assertJSON(t, r.body, `{"code": 400, "title": "Bad Request", "description": "API error: Missing parameter: 'mac_address'"}`)
 			recs := s.logs.Records()
-			if len(recs) != 1 || recs[0].Level != "WARNING" || recs[0].Name != "api" ||
+			if len(recs) != 1 || LevelName(recs[0].Level) != "WARNING" || recs[0].Name != "api" ||
 				recs[0].Message != op+"_localport: API error: Missing parameter: 'mac_address'" {
 				t.Errorf("log records %+v", recs)
 			}
@@ -332,7 +333,7 @@ func TestLookingGlassGolden(t *testing.T) {
 		"COMMON": map[string]any{"root_helper": "sudo", "root_helper_daemon": nil},
 		"API":    map[string]any{"host": "127.0.0.1", "port": 8082},
 	}})
-	s.logs.Add(LogRecord{Level: "WARNING", Time: time.Date(2026, 3, 1, 10, 0, 1, 42e6, time.UTC), Name: "dataplane.dummy",
+	s.logs.Add(logring.Record{Level: slog.LevelWarn, Time: time.Date(2026, 3, 1, 10, 0, 1, 42e6, time.UTC), Name: "dataplane.dummy",
 		Message: "Dummy dataplane driver, won't do anything useful"})
 	tests := []struct{ name, path string }{
 		{"root", ""},
@@ -446,7 +447,7 @@ func TestLookingGlassServerError(t *testing.T) {
 		assertJSON(t, r.body, `{"code": 500, "title": "Internal Server Error", "description": "Server error"}`)
 	}
 	recs := s.logs.Records()
-	if len(recs) == 0 || recs[0].Level != "ERROR" || !strings.Contains(recs[0].Message, "engine stopped") {
+	if len(recs) == 0 || LevelName(recs[0].Level) != "ERROR" || !strings.Contains(recs[0].Message, "engine stopped") {
 		t.Errorf("log records %+v", recs)
 	}
 }

@@ -290,7 +290,7 @@ func (f *fsm) expire(now time.Time) {
 // dial starts one outgoing connection attempt in its own goroutine.
 func (f *fsm) dial() {
 	// The looking glass shows the problems of the latest attempt only.
-	f.p.logs.clear()
+	f.p.logs.Reset()
 	ctx, cancel := context.WithTimeout(f.ctx, dialTimeout)
 	f.dialing, f.dialCancel = true, cancel
 	f.why = reason{code: reasonDialing, detail: netip.AddrPortFrom(f.cfg.PeerAddress, f.cfg.Port).String()}
@@ -329,7 +329,7 @@ func (f *fsm) dialed(r dialResult) {
 
 func (f *fsm) accepted(nc net.Conn) {
 	if len(f.conns) == 0 && !f.dialing {
-		f.p.logs.clear()
+		f.p.logs.Reset()
 	}
 	f.log.Info("incoming connection", "remote", nc.RemoteAddr().String())
 	// A newer incoming connection supersedes an older one still in set-up:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -284,31 +283,5 @@ func TestJitter(t *testing.T) {
 		if d := jitter(time.Second); d < 750*time.Millisecond || d > 1250*time.Millisecond {
 			t.Fatalf("jitter(1s) = %s, want within ±25%%", d)
 		}
-	}
-}
-
-func TestLogRing(t *testing.T) {
-	ring := newLogRing(3)
-	var out bytes.Buffer
-	log := slog.New(newTeeHandler(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelError}), ring)).
-		With("peer", "192.0.2.1", "x", 1)
-	log.Info("not kept")
-	for i := range 5 {
-		log.Warn("w", "i", i)
-	}
-	recs := ring.records()
-	if len(recs) != 3 || recs[0].Message != "w x=1 i=4" || recs[2].Message != "w x=1 i=2" {
-		t.Fatalf("records %+v", recs)
-	}
-	if out.Len() != 0 {
-		t.Errorf("the next handler got warnings below its level: %q", out.String())
-	}
-	log.Error("e")
-	if !strings.Contains(out.String(), "peer=192.0.2.1") || ring.records()[0].Level != slog.LevelError {
-		t.Errorf("error not passed on or not kept: %q", out.String())
-	}
-	ring.clear()
-	if len(ring.records()) != 0 {
-		t.Error("clear kept records")
 	}
 }

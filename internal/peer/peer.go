@@ -13,6 +13,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 // Defaults of Config.
@@ -182,7 +183,7 @@ type Peer struct {
 	cfg    Config
 	name   string
 	log    *slog.Logger
-	logs   *logRing
+	logs   *logring.Buffer
 	worker Worker
 
 	// inMu guards the hand-off of accepted connections, so that none is
@@ -197,6 +198,10 @@ type Peer struct {
 	info Info
 }
 
+// logRingSize is how many WARNING+ records the looking glass keeps per peer
+// (bgp-core §6).
+const logRingSize = 100
+
 // New checks cfg and registers the peer's engine worker, named
 // "BGP-<peer address>". The worker is released when Run returns; call Run
 // exactly once.
@@ -206,8 +211,11 @@ func New(cfg Config, reg Registrar) (*Peer, error) {
 		return nil, err
 	}
 	name := "BGP-" + cfg.PeerAddress.String()
-	logs := newLogRing(logRingSize)
-	log := slog.New(newTeeHandler(cfg.Logger.Handler(), logs)).With("peer", cfg.PeerAddress.String())
+	logs := logring.NewBuffer(logRingSize)
+	// The peer address is the looking glass object's id already: its
+	// records leave it out.
+	log := slog.New(logring.NewHandler(cfg.Logger.Handler(), logs, logring.Options{Omit: []string{"peer"}})).
+		With("peer", cfg.PeerAddress.String())
 	w, err := reg.Register(name, engine.Peer)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: register engine worker: %w", cfg.PeerAddress, err)
@@ -359,7 +367,7 @@ type Info struct {
 	RIB              RIBStats
 	// Logs are the last WARNING-or-worse records of this peer, newest
 	// first, cleared at each connection attempt.
-	Logs []LogRecord
+	Logs []logring.Record
 }
 
 // Uptime is how long the session has been Established (0 if it is not).
@@ -376,7 +384,7 @@ func (p *Peer) Info() Info {
 	i := p.info
 	p.mu.Unlock()
 	i.ActiveFamilies = append([]string(nil), i.ActiveFamilies...)
-	i.Logs = p.logs.records()
+	i.Logs = p.logs.Records()
 	return i
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 // Two of our speakers: B connects, A accepts through its Listener.
@@ -51,7 +52,7 @@ func TestSessionActivePassive(t *testing.T) {
 		t.Errorf("A counters not kept: %+v", ia)
 	}
 	// A warned that RTC is not negotiated; the looking glass keeps it.
-	if !slices.ContainsFunc(ia.Logs, func(r LogRecord) bool { return strings.Contains(r.Message, "RTC") }) {
+	if !slices.ContainsFunc(ia.Logs, func(r logring.Record) bool { return strings.Contains(r.Message, "RTC") }) {
 		t.Errorf("A logs lack the RTC warning: %+v", ia.Logs)
 	}
 	if ia.Name != "BGP-127.0.0.2" || a.w.name != ia.Name {
@@ -326,7 +327,7 @@ func TestOpenRejected(t *testing.T) {
 			r.expectNotification(gb.BGP_ERROR_OPEN_MESSAGE_ERROR, tc.sub, 5*time.Second)
 			r.expectClosed(5 * time.Second)
 			waitFor(t, 2*time.Second, "OPEN error in the looking glass logs", func() bool {
-				return slices.ContainsFunc(p.Info().Logs, func(r LogRecord) bool { return strings.Contains(r.Message, "OPEN rejected") })
+				return slices.ContainsFunc(p.Info().Logs, func(r logring.Record) bool { return strings.Contains(r.Message, "OPEN rejected") })
 			})
 		})
 	}
@@ -375,8 +376,14 @@ func TestNotificationReceived(t *testing.T) {
 		append([]byte{byte(len(msg))}, msg...)))
 	r.expectClosed(5 * time.Second)
 	waitFor(t, 2*time.Second, "session down", func() bool { return p.Info().State == Active })
-	if !slices.ContainsFunc(p.Info().Logs, func(r LogRecord) bool { return strings.Contains(r.Message, msg) }) {
-		t.Errorf("looking glass logs lack the shutdown communication: %+v", p.Info().Logs)
+	logs := p.Info().Logs
+	// As the original, the looking glass shows double quotes as single ones.
+	if !slices.ContainsFunc(logs, func(r logring.Record) bool { return strings.Contains(r.Message, "'"+msg+"'") }) {
+		t.Errorf("looking glass logs lack the shutdown communication: %+v", logs)
+	}
+	// The peer address is the looking glass object's id, not repeated.
+	if i := slices.IndexFunc(logs, func(r logring.Record) bool { return strings.Contains(r.Message, "peer=") }); i >= 0 {
+		t.Errorf("record repeats the peer address: %+v", logs[i])
 	}
 }
 

@@ -102,7 +102,7 @@ func peerConfig(cfg config.BGP, pc config.Peer, log *slog.Logger) peer.Config {
 		Passive:      pc.Passive,
 		ActiveOnly:   !cfg.Listen,
 		MD5Password:  pc.MD5Password,
-		Logger:       log.With("peer", pc.Address.String()),
+		Logger:       log, // the peer adds its own address
 	}
 }
 
@@ -191,9 +191,9 @@ func (l lgSource) Peers() []api.PeerInfo {
 }
 
 func peerInfo(i peer.Info, rtcEnabled bool) api.PeerInfo {
-	logs := make([]api.LogRecord, 0, len(i.Logs))
-	for _, r := range i.Logs {
-		logs = append(logs, api.LogRecord{Level: api.LevelName(r.Level), Time: r.Time, Name: i.Name, Message: r.Message})
+	logs := i.Logs // a fresh copy from Info
+	for k := range logs {
+		logs[k].Name = i.Name
 	}
 	extra := api.Fields{
 		{Key: "direction", Value: i.Direction},

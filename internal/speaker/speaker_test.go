@@ -50,12 +50,21 @@ func TestSpeakerAcceptsConfiguredPeer(t *testing.T) {
 	if got := sp.Source().Peers(); len(got) != 1 || got[0].Address != "127.0.0.3" || got[0].Name != "BGP-127.0.0.3" {
 		t.Fatalf("peers %+v", got)
 	}
-	s, err := blaster.Dial(ctx, sp.ListenAddr().String(), blaster.Config{
-		LocalAS: 64512, RouterID: netip.MustParseAddr("127.0.0.3"), LocalAddress: netip.MustParseAddr("127.0.0.3"),
-		Families: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyRTC},
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Until Run has started the peer, the listener refuses its
+	// connections: retry for a bounded time.
+	var s *blaster.Sender
+	for attempt := 0; ; attempt++ {
+		s, err = blaster.Dial(ctx, sp.ListenAddr().String(), blaster.Config{
+			LocalAS: 64512, RouterID: netip.MustParseAddr("127.0.0.3"), LocalAddress: netip.MustParseAddr("127.0.0.3"),
+			Families: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyRTC},
+		})
+		if err == nil {
+			break
+		}
+		if attempt == 50 {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	defer s.Close(true)
 	deadline := time.Now().Add(5 * time.Second)
