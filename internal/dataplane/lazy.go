@@ -1,0 +1,63 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// Lazy is a Driver whose first NewInstance first runs ResetState and
+// Initialize (dataplanes §1.2): a daemon that never creates an instance of a
+// type leaves that dataplane untouched. A ResetState error is logged and
+// ignored, as the original did; an Initialize error fails the creation, and
+// the next NewInstance runs both again. Safe for concurrent use; creations
+// wait while the initialisation runs.
+type Lazy struct {
+	Driver
+	log *slog.Logger
+
+	mu    sync.Mutex // guards ready, and serialises the initialisation
+	ready bool
+}
+
+// NewLazy wraps d; log receives the ResetState error.
+func NewLazy(d Driver, log *slog.Logger) *Lazy {
+	return &Lazy{Driver: d, log: log}
+}
+
+// NewInstance initialises the driver if it has not been yet, then creates
+// the instance.
+func (l *Lazy) NewInstance(ctx context.Context, cfg InstanceConfig) (Instance, error) {
+	if err := l.init(ctx); err != nil {
+		return nil, err
+	}
+	return l.Driver.NewInstance(ctx, cfg)
+}
+
+// Initialized says whether ResetState and Initialize have run successfully.
+func (l *Lazy) Initialized() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ready
+}
+
+func (l *Lazy) init(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ready {
+		return nil
+	}
+	if err := l.Driver.ResetState(ctx); err != nil {
+		// Leftovers may make Initialize fail, which is then reported; a
+		// partial reset alone must not keep the VPN type from working.
+		l.log.Warn("dataplane reset failed", "vpn_type", string(l.Driver.Type()), "error", err)
+	}
+	if err := l.Driver.Initialize(ctx); err != nil {
+		return fmt.Errorf("initialize %s dataplane: %w", l.Driver.Type(), err)
+	}
+	l.ready = true
+	return nil
+}
+
+var _ Driver = (*Lazy)(nil)
