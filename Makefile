@@ -17,6 +17,7 @@ test: deps fmt-check vet staticcheck fuzz-ci unit
 
 deps:
 	bash scripts/install-deps.sh
+	bash scripts/install-original.sh
 
 fmt-check:
 	@files="$$(find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' -print0 | xargs -0 gofmt -l)"; \

@@ -29,9 +29,11 @@ const (
 	DefaultConnectRetry    = 5 * time.Second
 	DefaultConnectRetryMax = 60 * time.Second
 
-	// shutdownMessage is the RFC 8203 communication sent with the Cease we
-	// send when Run's context ends.
-	shutdownMessage = "bagpipe-bgp shutting down"
+	// shutdownMessage is the RFC 9003 communication sent with the Cease we
+	// send when Run's context ends: none, because exabgp 4.2 (the BGP
+	// library of the original bagpipe-bgp) fails to decode a Cease that
+	// carries one and reports a header error instead.
+	shutdownMessage = ""
 )
 
 // Config is one neighbour.

@@ -239,6 +239,10 @@ func shutdownNotification(msg string) *NotificationError {
 	if len(msg) > gb.BGP_ERROR_ADMINISTRATIVE_COMMUNICATION_MAX {
 		msg = msg[:gb.BGP_ERROR_ADMINISTRATIVE_COMMUNICATION_MAX]
 	}
+	if msg == "" {
+		return &NotificationError{Code: gb.BGP_ERROR_CEASE, Subcode: gb.BGP_ERROR_SUB_ADMINISTRATIVE_SHUTDOWN,
+			Reason: "administrative shutdown"}
+	}
 	data := append([]byte{byte(len(msg))}, msg...)
 	return &NotificationError{Code: gb.BGP_ERROR_CEASE, Subcode: gb.BGP_ERROR_SUB_ADMINISTRATIVE_SHUTDOWN,
 		Data: data, Reason: "administrative shutdown: " + msg}
