@@ -147,26 +147,9 @@ func runGoBGP(ctx context.Context, tools gobgpTools, f familySpec, n int, w *wor
 		return m, fmt.Errorf("gobgpd API on port %d: %w", apiPort, err)
 	}
 
-	// gobgpd answers its API before its neighbour is ready to accept: a
-	// connection in that window is reset, so try a few times.
-	var s *blaster.Sender
-	for attempt := 1; ; attempt++ {
-		s, err = blaster.Dial(ctx, net.JoinHostPort(receiverAddr, strconv.Itoa(bgpPort)), blaster.Config{
-			LocalAS: benchAS, PeerAS: benchAS,
-			RouterID:     netip.MustParseAddr(blasterRouterID),
-			LocalAddress: netip.MustParseAddr(blasterAddr),
-			Families:     sessionFamilies,
-		})
-		if err == nil {
-			break
-		}
-		if attempt == 5 || ctx.Err() != nil {
-			return m, fmt.Errorf("blaster to gobgpd (%d attempts): %w", attempt, err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-		}
+	s, err := dialReceiver(ctx, net.JoinHostPort(receiverAddr, strconv.Itoa(bgpPort)), sessionFamilies)
+	if err != nil {
+		return m, fmt.Errorf("blaster to gobgpd: %w", err)
 	}
 	var wg sync.WaitGroup
 	defer func() {

@@ -109,12 +109,7 @@ func runOurs(ctx context.Context, f familySpec, n int, w *workload, log *slog.Lo
 	done := make(chan countResult, 1)
 	wg.Go(func() { done <- countRoutes(ctx, sub, n) })
 
-	s, err = blaster.Dial(ctx, ln.Addr().String(), blaster.Config{
-		LocalAS: benchAS, PeerAS: benchAS,
-		RouterID:     netip.MustParseAddr(blasterRouterID),
-		LocalAddress: netip.MustParseAddr(blasterAddr),
-		Families:     []bgp.Family{f.family},
-	})
+	s, err = dialReceiver(ctx, ln.Addr().String(), []bgp.Family{f.family})
 	if err != nil {
 		return m, fmt.Errorf("blaster to our speaker: %w", err)
 	}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	gb "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 
@@ -114,4 +116,29 @@ func buildWorkload(f familySpec, n int) (*workload, error) {
 		w.octets += len(m)
 	}
 	return w, nil
+}
+
+// dialReceiver opens the blaster's session to a receiver. A receiver may
+// refuse the very first connection (gobgpd answers its API before its
+// neighbour accepts; our peer accepts once its Run has started), so a few
+// attempts are made.
+func dialReceiver(ctx context.Context, addr string, families []bgp.Family) (*blaster.Sender, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := blaster.Dial(ctx, addr, blaster.Config{
+			LocalAS: benchAS, PeerAS: benchAS,
+			RouterID:     netip.MustParseAddr(blasterRouterID),
+			LocalAddress: netip.MustParseAddr(blasterAddr),
+			Families:     families,
+		})
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 5 || ctx.Err() != nil {
+			return nil, fmt.Errorf("%d attempts: %w", attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }
