@@ -1,0 +1,22 @@
+// Package vpn is bagpipe-bgp's VPN layer: the manager that creates a VPN
+// instance on the first attach naming an unknown external id and removes it
+// after its last detach, and the instances themselves, which advertise
+// routes for their local endpoints through the engine and turn the routes
+// they receive into dataplane calls (vpn-and-api §3).
+//
+// Each instance runs one goroutine, started when the instance is created and
+// stopped when it is removed. Attach and detach calls for the instance, and
+// the route events the engine queues for it, are all executed there, so the
+// instance's bookkeeping, its routes and its dataplane calls happen in one
+// order and need no lock. The manager only keeps the map of instances and
+// the process-wide allocators (labels, route distinguishers, instance ids).
+//
+// Attach and detach are transactional: an attach that fails gives back
+// every label and route distinguisher it took, withdraws nothing it did not
+// advertise, and an instance whose first attach fails disappears with
+// everything it allocated (vpn-and-api §8 #1–#3). Endpoints are keyed by the
+// parsed MAC address and IP address, not by their text (§8 #6).
+//
+// Only E-VPN instances (EVIs) exist so far; IP-VPN instances (VRFs) come
+// next.
+package vpn

@@ -1,0 +1,282 @@
+package vpn
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/vpn/ident"
+)
+
+// maxRetries bounds how often an operation is sent again after the
+// instance it found stopped under it (its last endpoint went meanwhile).
+// Each retry finds the instance gone or a newer one, so a few suffice.
+const maxRetries = 64
+
+// Config builds a Manager.
+type Config struct {
+	// Engine is the route table manager instances register with.
+	Engine *engine.Engine
+	// Drivers are the dataplane drivers by VPN type. The manager wraps each
+	// in dataplane.NewLazy: its state is reset and initialised just before
+	// its first instance.
+	Drivers map[dataplane.VPNType]dataplane.Driver
+	// LocalAddress is the BGP local address: route distinguishers are
+	// built from it, and it is the originator and next hop of the E-VPN
+	// inclusive multicast routes. Must be IPv4.
+	LocalAddress netip.Addr
+	// Hostname salts the tie-break between equal routes for dataplanes
+	// without ECMP, so that PEs do not all pick the same route; "" means
+	// os.Hostname().
+	Hostname string
+	Logger   *slog.Logger
+}
+
+// Manager owns the VPN instances and the process-wide identifiers. All its
+// methods are safe for concurrent use.
+type Manager struct {
+	eng      *engine.Engine
+	drivers  map[dataplane.VPNType]dataplane.Driver
+	local    netip.Addr
+	hostname string
+	log      *slog.Logger
+
+	labels *ident.Allocator
+	rds    *ident.RDAllocator
+	ids    *ident.Counter
+
+	mu sync.Mutex // guards all following fields
+	// instances by external id. An instance is in the map from its creation
+	// until its goroutine has torn it down.
+	instances map[string]*instance
+	vnis      map[uint32]*instance // instances with a forced VNI
+	closed    bool
+}
+
+// New builds a manager. It starts no goroutine: instances start theirs.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("vpn manager: no engine")
+	}
+	rds, err := ident.NewRDAllocator(cfg.LocalAddress)
+	if err != nil {
+		return nil, fmt.Errorf("vpn manager: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	host := cfg.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	drivers := make(map[dataplane.VPNType]dataplane.Driver, len(cfg.Drivers))
+	for t, d := range cfg.Drivers {
+		if d == nil {
+			continue
+		}
+		if d.Type() != t {
+			return nil, fmt.Errorf("vpn manager: driver for %s serves %s", t, d.Type())
+		}
+		drivers[t] = dataplane.NewLazy(d, log)
+	}
+	return &Manager{
+		eng:       cfg.Engine,
+		drivers:   drivers,
+		local:     cfg.LocalAddress,
+		hostname:  host,
+		log:       log,
+		labels:    ident.NewLabelAllocator(),
+		rds:       rds,
+		ids:       ident.NewInstanceIDCounter(),
+		instances: map[string]*instance{},
+		vnis:      map[uint32]*instance{},
+	}, nil
+}
+
+// Attach plugs an endpoint into the instance p.ExternalID, creating the
+// instance if needed (vpn-and-api §3.2–§3.4). It returns once the endpoint
+// is plugged and its route handed to the engine, or with nothing changed.
+func (m *Manager) Attach(ctx context.Context, p AttachParams) error {
+	if p.Type != dataplane.EVPN && p.Type != dataplane.IPVPN {
+		return inputErrorf("unknown vpn_type: %s", p.Type)
+	}
+	if len(p.MAC) != 6 {
+		return inputErrorf("MAC address %s is not valid", macText(p.MAC, p.MACString))
+	}
+	for range maxRetries {
+		o := newOp(ctx, true, func(ctx context.Context, in *instance) error { return in.attach(ctx, p) })
+		in, created, err := m.getOrCreate(p, o)
+		if err != nil {
+			return err
+		}
+		if created {
+			err = o.wait(ctx)
+		} else {
+			err = in.do(ctx, o)
+		}
+		if !errors.Is(err, errStopped) {
+			return err
+		}
+	}
+	return fmt.Errorf("attach to vpn %s: instance kept stopping under the request", p.ExternalID)
+}
+
+// Detach unplugs one endpoint, or with no IP every endpoint of the MAC
+// (§3.6); the instance goes with its last endpoint.
+func (m *Manager) Detach(ctx context.Context, p DetachParams) error {
+	for range maxRetries {
+		m.mu.Lock()
+		closed, in := m.closed, m.instances[p.ExternalID]
+		m.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		if in == nil || !in.published.Load() {
+			return notFound(p.ExternalID)
+		}
+		err := in.do(ctx, newOp(ctx, true, func(ctx context.Context, in *instance) error { return in.detach(ctx, p) }))
+		if !errors.Is(err, errStopped) {
+			return err
+		}
+	}
+	return fmt.Errorf("detach from vpn %s: instance kept stopping under the request", p.ExternalID)
+}
+
+// getOrCreate returns the instance for p.ExternalID, or creates it with o as
+// the first operation its goroutine runs (created is then true). A new
+// instance is not visible to detach and the looking glass until o succeeds.
+func (m *Manager) getOrCreate(p AttachParams, o *op) (in *instance, created bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false, ErrClosed
+	}
+	if in := m.instances[p.ExternalID]; in != nil {
+		if in.typ != p.Type {
+			// The original answered 500; it is the client's mistake (§8 #10).
+			return nil, false, inputErrorf("Found an existing vpn_instance with external id %s but a different type (asked %s vs. already having %s)",
+				p.ExternalID, p.Type, in.typ)
+		}
+		return in, false, nil
+	}
+	if p.Type == dataplane.IPVPN {
+		return nil, false, ErrIPVPNUnavailable
+	}
+	if p.VNI != 0 && m.vnis[p.VNI] != nil {
+		return nil, false, inputErrorf("A VPN instance using vni %d already exists.", p.VNI)
+	}
+	drv := m.drivers[p.Type]
+	if drv == nil {
+		return nil, false, fmt.Errorf("no dataplane driver for vpn type %s", p.Type)
+	}
+	id, err := m.ids.Next()
+	if err != nil {
+		return nil, false, fmt.Errorf("create VPN instance %s: %w", p.ExternalID, err)
+	}
+	in = newInstance(m, drv, id, p, o)
+	m.instances[p.ExternalID] = in
+	if p.VNI != 0 {
+		m.vnis[p.VNI] = in
+	}
+	in.start()
+	return in, true, nil
+}
+
+// forget removes a stopped instance from the maps; called by its goroutine
+// at the end of its teardown.
+func (m *Manager) forget(in *instance) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.instances[in.ext] == in {
+		delete(m.instances, in.ext)
+	}
+	if in.vni != 0 && m.vnis[in.vni] == in {
+		delete(m.vnis, in.vni)
+	}
+}
+
+// Instances returns a snapshot of every instance, in creation order. An
+// instance still being created (its first attach running) is left out.
+func (m *Manager) Instances(ctx context.Context) ([]InstanceInfo, error) {
+	m.mu.Lock()
+	insts := make([]*instance, 0, len(m.instances))
+	for _, in := range m.instances {
+		if in.published.Load() {
+			insts = append(insts, in)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(insts, func(a, b *instance) int { return cmp.Compare(a.id, b.id) })
+	out := make([]InstanceInfo, 0, len(insts))
+	for _, in := range insts {
+		info, err := in.info(ctx)
+		if errors.Is(err, errStopped) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Instance returns the snapshot of one instance; false when there is none.
+func (m *Manager) Instance(ctx context.Context, externalID string) (InstanceInfo, bool, error) {
+	m.mu.Lock()
+	in := m.instances[externalID]
+	m.mu.Unlock()
+	if in == nil || !in.published.Load() {
+		return InstanceInfo{}, false, nil
+	}
+	info, err := in.info(ctx)
+	if errors.Is(err, errStopped) {
+		return InstanceInfo{}, false, nil
+	}
+	if err != nil {
+		return InstanceInfo{}, false, err
+	}
+	return info, true, nil
+}
+
+// Labels returns the allocated labels with their descriptions, the looking
+// glass's /vpns/dataplane/ids.
+func (m *Manager) Labels() map[uint32]string { return m.labels.Snapshot() }
+
+// Drivers returns the dataplane drivers by VPN type (as wrapped by New).
+func (m *Manager) Drivers() map[dataplane.VPNType]dataplane.Driver {
+	out := make(map[dataplane.VPNType]dataplane.Driver, len(m.drivers))
+	for t, d := range m.drivers {
+		out[t] = d
+	}
+	return out
+}
+
+// Close stops every instance (their dataplanes are cleaned up, their routes
+// withdrawn) and refuses later attaches and detaches. It returns once all
+// instance goroutines have ended, or with ctx's error. Idempotent.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	insts := make([]*instance, 0, len(m.instances))
+	for _, in := range m.instances {
+		insts = append(insts, in)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, in := range insts {
+		if err := in.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", in.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
