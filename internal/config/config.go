@@ -190,23 +190,34 @@ func readFiles(paths []string) ([]Source, error) {
 // it. Only the [API] section is read, so a file missing the [BGP] options
 // the daemon requires is fine. The command-line tools use this.
 func APIPort(path string) (uint16, error) {
+	api, err := APISection(path)
+	if err != nil {
+		return 0, err
+	}
+	return api.Port, nil
+}
+
+// APISection returns the [API] section (host and port, or their deprecated
+// names) of the file at path, with the defaults for what it does not set
+// or when the file does not exist. Like APIPort, it reads nothing else.
+func APISection(path string) (API, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return DefaultAPIPort, nil
+		return API{Host: DefaultAPIHost, Port: DefaultAPIPort}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("config file: %w", err)
+		return API{}, fmt.Errorf("config file: %w", err)
 	}
 	raw, err := merge([]Source{{Name: path, Data: b}})
 	if err != nil {
-		return 0, err
+		return API{}, err
 	}
 	p := &parser{raw: raw}
 	api := p.api()
 	if err := errors.Join(p.errs...); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return API{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return api.Port, nil
+	return api, nil
 }
 
 // Parse merges the sources in order and builds the configuration. All
