@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,8 +22,12 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/api"
 	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
 	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/speaker"
+	"github.com/bagpipe-go/bagpipe/internal/vpn"
+	"github.com/bagpipe-go/bagpipe/internal/vpnapi"
 )
 
 // version is shown by --version and in the looking glass summary.
@@ -163,15 +168,35 @@ func newLogger(o *options, cfg *config.Config, stderr io.Writer, logs *logring.B
 	return slog.New(api.NewLogHandler(h, logs)), closeFn, nil
 }
 
-// serve starts the BGP speaker and the REST API and runs them until ctx ends
-// or one of them fails.
+// closeTimeout bounds the VPN manager's shutdown: instances clean up their
+// dataplanes and withdraw their routes.
+const closeTimeout = 10 * time.Second
+
+// serve starts the BGP speaker, the VPN manager and the REST API and runs
+// them until ctx ends or one of them fails. On the way out the API stops
+// first (no new attach), then the VPN manager (its instances withdraw their
+// routes through the still running engine), then the speaker.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logring.Buffer, ready chan<- netip.AddrPort) error {
 	start := time.Now()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	sp, err := speaker.New(ctx, cfg.BGP, log)
+	drivers, err := newDrivers(cfg, log)
 	if err != nil {
+		return err
+	}
+	// The speaker outlives ctx: it must run until the VPN manager is closed.
+	spCtx, stopSpeaker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSpeaker()
+	sp, err := speaker.New(spCtx, cfg.BGP, log)
+	if err != nil {
+		return err
+	}
+	mgr, err := vpn.New(vpn.Config{
+		Engine:       sp.Engine(),
+		Drivers:      drivers,
+		LocalAddress: cfg.BGP.LocalAddress,
+		Logger:       log.With(api.LoggerKey, "vpn"),
+	})
+	if err != nil {
+		sp.Close()
 		return err
 	}
 	srv, err := api.New(api.Config{
@@ -181,6 +206,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logr
 		StartTime: start,
 		ConfigLG:  cfg.LookingGlass(),
 		BGP:       sp.Source(),
+		VPN:       vpnapi.NewSource(mgr, sp.Engine()),
+		Attach:    vpnapi.NewHandler(mgr),
 	})
 	if err != nil {
 		sp.Close()
@@ -193,36 +220,84 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logr
 		return fmt.Errorf("REST API on %s: %w", apiAddr, err)
 	}
 	log.Info("bagpipe-bgp starting", "version", version, "api", ln.Addr().String(), "bgp_listen", sp.ListenAddr().String(),
-		"local_address", cfg.BGP.LocalAddress.String(), "my_as", cfg.BGP.MyAS, "peers", len(cfg.BGP.Peers), "enable_rtc", cfg.BGP.EnableRTC)
+		"local_address", cfg.BGP.LocalAddress.String(), "my_as", cfg.BGP.MyAS, "peers", len(cfg.BGP.Peers), "enable_rtc", cfg.BGP.EnableRTC,
+		"evpn_dataplane", cfg.EVPN.Driver, "ipvpn_dataplane", cfg.IPVPN.Driver)
 
-	errs := make(chan error, 2)
-	go func() { errs <- sp.Run(ctx) }()
-	go func() { errs <- srv.Serve(ctx, ln) }()
+	apiCtx, stopAPI := context.WithCancel(ctx)
+	defer stopAPI()
+	spDone := make(chan error, 1)
+	apiDone := make(chan error, 1)
+	go func() { spDone <- sp.Run(spCtx) }()
+	go func() { apiDone <- srv.Serve(apiCtx, ln) }()
 	if ready != nil {
 		ready <- ln.Addr().(*net.TCPAddr).AddrPort()
 	}
 
-	var first error
+	var apiErr, spErr error
+	apiStopped, spStopped := false, false
 	select {
 	case <-ctx.Done():
-	case first = <-errs:
-		if first == nil {
-			first = errors.New("a component stopped unexpectedly")
-		}
-	}
-	if context.Cause(ctx) != nil && first == nil {
 		log.Info("received signal, stopping")
+	case apiErr = <-apiDone:
+		apiStopped = true
+		apiErr = cmp.Or(apiErr, errors.New("REST API stopped unexpectedly"))
+	case spErr = <-spDone:
+		spStopped = true
+		spErr = cmp.Or(spErr, errors.New("BGP speaker stopped unexpectedly"))
 	}
-	cancel()
-	second := <-errs
-	if first == nil {
-		first = <-errs
+	stopAPI()
+	if !apiStopped {
+		apiErr = <-apiDone
 	}
-	if ignoreStop(first) == nil && ignoreStop(second) == nil {
-		log.Info("bagpipe-bgp stopped")
-		return nil
+	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	mgrErr := mgr.Close(closeCtx)
+	cancelClose()
+	if mgrErr != nil {
+		mgrErr = fmt.Errorf("VPN instances: %w", mgrErr)
 	}
-	return errors.Join(ignoreStop(first), ignoreStop(second))
+	stopSpeaker()
+	if !spStopped {
+		spErr = <-spDone
+	}
+	if err := errors.Join(ignoreStop(apiErr), mgrErr, ignoreStop(spErr)); err != nil {
+		return err
+	}
+	log.Info("bagpipe-bgp stopped")
+	return nil
+}
+
+// newDrivers builds the dataplane driver of each VPN type from its
+// [DATAPLANE_DRIVER_<TYPE>] section. Only the dummy driver exists so far;
+// naming another one stops the daemon at start, rather than letting every
+// attach fail later.
+func newDrivers(cfg *config.Config, log *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
+	sections := []struct {
+		typ  dataplane.VPNType
+		name string
+		dp   config.Dataplane
+	}{
+		{dataplane.EVPN, "DATAPLANE_DRIVER_EVPN", cfg.EVPN},
+		{dataplane.IPVPN, "DATAPLANE_DRIVER_IPVPN", cfg.IPVPN},
+	}
+	lg := cfg.LookingGlass()
+	out := make(map[dataplane.VPNType]dataplane.Driver, len(sections))
+	for _, sec := range sections {
+		if sec.dp.Driver != "dummy" {
+			return nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", sec.name, sec.dp.DriverOption)
+		}
+		options, _ := lg[sec.name].(map[string]any)
+		d, err := dummy.New(dummy.Config{
+			Type:         sec.typ,
+			LocalAddress: sec.dp.Address(cfg.BGP),
+			Options:      options,
+			Logger:       log.With(api.LoggerKey, "dataplane."+string(sec.typ)),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("[%s]: %w", sec.name, err)
+		}
+		out[sec.typ] = d
+	}
+	return out, nil
 }
 
 func ignoreStop(err error) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +126,123 @@ func TestCommandLine(t *testing.T) {
 	_, stop := startDaemon(t, "--config-file", conf, "--use-syslog", "-d", "--log-date-format", "%H")
 	if code := stop(); code != 0 {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// post sends a JSON body as the Neutron agent does.
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// lgRoutes returns the NLRI texts of /looking-glass/bgp/routes for one
+// family, e.g. "l2vpn/evpn".
+func lgRoutes(t *testing.T, base, family string) []string {
+	t.Helper()
+	resp, err := http.Get(base + "/looking-glass/bgp/routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var all map[string][]map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range all[family+",*"] {
+		for nlri := range r {
+			out = append(out, nlri)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDaemonAttach: the daemon wires the REST API to the VPN manager and
+// the dummy dataplanes: an attach over HTTP publishes the instance's routes
+// in the BGP looking glass, a detach withdraws them, and the daemon stops
+// cleanly with an instance still attached (vpn-and-api §7 #22, #23, #28).
+func TestDaemonAttach(t *testing.T) {
+	conf := writeConf(t, fmt.Sprintf(baseConf, 0)+"[DATAPLANE_DRIVER_EVPN]\ndataplane_driver = DummyDataplaneDriver\n")
+	addr, stop := startDaemon(t, "--config-file", conf)
+	base := "http://" + addr.String()
+	const body = `{"vpn_type":"evpn","vpn_instance_id":"e1","mac_address":"00:11:22:33:44:55","local_port":"tap2","import_rt":["64512:1"],"export_rt":["64512:1"]}`
+
+	if code, resp := post(t, base+"/attach_localport", body); code != 200 || resp != "null" {
+		t.Fatalf("vpn-and-api §7 #22: attach = %d %s", code, resp)
+	}
+	hasMAC := func() bool {
+		return slices.ContainsFunc(lgRoutes(t, base, "l2vpn/evpn"), func(s string) bool { return strings.Contains(s, "mac:00:11:22:33:44:55") })
+	}
+	waitFor(t, "vpn-and-api §7 #23: the MAC route in /looking-glass/bgp/routes", hasMAC)
+	resp, err := http.Get(base + "/looking-glass/summary/vpn_instances_count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(n) != "1" {
+		t.Errorf("vpn_instances_count %s, want 1", n)
+	}
+
+	if code, resp := post(t, base+"/detach_localport", body); code != 200 || resp != "null" {
+		t.Fatalf("vpn-and-api §7 #28: detach = %d %s", code, resp)
+	}
+	waitFor(t, "vpn-and-api §7 #28: no E-VPN route left", func() bool { return len(lgRoutes(t, base, "l2vpn/evpn")) == 0 })
+
+	// an IP-VPN attach publishes its VPNv4 route
+	const v = `{"vpn_type":"ipvpn","vpn_instance_id":"v1","mac_address":"52:54:00:00:00:01","local_port":"tap1","import_rt":["64512:10"],"export_rt":["64512:10"],"ip_address":"10.0.0.5","gateway_ip":"10.0.0.1"}`
+	if code, resp := post(t, base+"/attach_localport", v); code != 200 || resp != "null" {
+		t.Fatalf("vpn-and-api §7 #25: attach = %d %s", code, resp)
+	}
+	waitFor(t, "vpn-and-api §7 #25: the VPNv4 route in /looking-glass/bgp/routes", func() bool {
+		return slices.ContainsFunc(lgRoutes(t, base, "ipv4/mpls-vpn"), func(s string) bool { return strings.HasSuffix(s, ":10.0.0.5/32") })
+	})
+
+	// instances alive at shutdown are stopped with the daemon
+	if code, resp := post(t, base+"/attach_localport", body); code != 200 {
+		t.Fatalf("attach again = %d %s", code, resp)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit status %d after a clean stop with an instance", code)
+	}
+}
+
+// TestDaemonDriverNotAvailable: a dataplane driver that does not exist yet
+// stops the daemon at start with a clear message.
+func TestDaemonDriverNotAvailable(t *testing.T) {
+	for _, sec := range []string{"DATAPLANE_DRIVER_IPVPN", "DATAPLANE_DRIVER_EVPN"} {
+		t.Run(sec, func(t *testing.T) {
+			conf := writeConf(t, fmt.Sprintf(baseConf, 0)+"["+sec+"]\ndataplane_driver = ovs\n")
+			var stderr bytes.Buffer
+			code := run(t.Context(), []string{"--config-file", conf}, io.Discard, &stderr, nil)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+			}
+			if want := "dataplane driver ovs is not available yet"; !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), sec) {
+				t.Errorf("stderr %q does not say [%s] %s", stderr.String(), sec, want)
+			}
+		})
 	}
 }

@@ -91,3 +91,24 @@ func isBadRequest(err error) bool {
 	var br BadRequester
 	return errors.As(err, &br) && br.BadRequest()
 }
+
+// noPrefixer is implemented by client errors whose text is sent without the
+// "API error: " prefix: the original answered an empty or non-JSON body
+// with a bare "No local port details received" (vpn-and-api §2.7).
+type noPrefixer interface {
+	NoPrefix() bool
+}
+
+// badRequestText is the description of a client error. It is the text of
+// the BadRequester found in err's chain, not of err itself, so that context
+// added by wrapping (for the logs) does not change the original's message.
+func badRequestText(err error) string {
+	var br BadRequester
+	if !errors.As(err, &br) {
+		return "API error: " + err.Error()
+	}
+	if np, ok := br.(noPrefixer); ok && np.NoPrefix() {
+		return br.Error()
+	}
+	return "API error: " + br.Error()
+}

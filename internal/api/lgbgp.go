@@ -124,7 +124,7 @@ func (s *Server) peerObject(p PeerInfo) Node {
 					{"last_transition_time", timeText(p.LastTransition)},
 				}},
 				{"name", p.Name},
-				{"internals", internals(w)},
+				{"internals", Internals(w)},
 				{"counters", counters},
 			}
 			return append(info, p.Extra...), nil
@@ -162,9 +162,9 @@ func (s *Server) worker(ctx context.Context, name string) (engine.WorkerInfo, er
 	return engine.WorkerInfo{Name: name}, nil
 }
 
-// internals is a worker's queue and subscriptions, with our overflow
-// counters.
-func internals(w engine.WorkerInfo) Fields {
+// Internals is a worker's queue and subscriptions, with our overflow
+// counters: the "internals" item of peers and VPN instances.
+func Internals(w engine.WorkerInfo) Fields {
 	subs := make([]string, 0, len(w.Matches))
 	for _, m := range w.Matches {
 		subs = append(subs, MatchText(m))
@@ -206,8 +206,9 @@ func (s *Server) workerNode(r *Request, name string) (Node, error) {
 		}
 	}
 	if s.cfg.VPN != nil {
-		if n := s.cfg.VPN.Worker(name); n != nil {
-			return n, nil
+		n, err := s.cfg.VPN.Worker(r.Context(), name)
+		if err != nil || n != nil {
+			return n, err
 		}
 	}
 	ws, err := s.cfg.BGP.Workers(r.Context())
@@ -221,7 +222,7 @@ func (s *Server) workerNode(r *Request, name string) (Node, error) {
 	w := ws[i]
 	return &Object{
 		Info: func(*Request) (Fields, error) {
-			return Fields{{"name", w.Name}, {"internals", internals(w)}}, nil
+			return Fields{{"name", w.Name}, {"internals", Internals(w)}}, nil
 		},
 		Items: []Item{Subtree("adv_routes", func(r *Request) (any, error) { return s.advRoutes(r, name) })},
 	}, nil

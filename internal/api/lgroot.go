@@ -10,7 +10,7 @@ type VPNSource interface {
 	InstanceCount(ctx context.Context) (int, error)
 	// Worker returns the looking glass of the VPN instance registered in the
 	// engine under that worker name, or nil if it is not one.
-	Worker(name string) Node
+	Worker(ctx context.Context, name string) (Node, error)
 }
 
 // rootNode is /looking-glass.

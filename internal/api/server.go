@@ -4,7 +4,8 @@
 // looking glass built from the engine and the peers (bgp-core §6).
 //
 // The server does not know the VPN layer or the peers: it is given
-// interfaces (AttachHandler, BGPSource, VPNSource) that the daemon fills.
+// interfaces (AttachHandler, BGPSource, VPNSource) that the daemon fills
+// (internal/vpnapi implements the VPN ones over the VPN manager).
 package api
 
 import (
@@ -219,7 +220,7 @@ func (s *Server) handleAttach(op string, call func(AttachHandler, context.Contex
 		case err == nil:
 			writeRawJSON(w, []byte("null"))
 		case isBadRequest(err):
-			msg := "API error: " + err.Error()
+			msg := badRequestText(err)
 			s.log.Warn(op + ": " + msg)
 			writeError(w, r, http.StatusBadRequest, text(msg))
 		default:

@@ -17,6 +17,15 @@
 // everything it allocated (vpn-and-api §8 #1–#3). Endpoints are keyed by the
 // parsed MAC address and IP address, not by their text (§8 #6).
 //
-// Only E-VPN instances (EVIs) exist so far; IP-VPN instances (VRFs) come
-// next.
+// The two instance types are the E-VPN instance (EVI, evi.go) and the
+// IP-VPN instance (VRF, vrf.go). A VRF also readvertises routes (§3.8),
+// attracts traffic with default and FlowSpec routes (§3.9), installs the
+// traffic classifiers of the FlowSpec routes it imports, redirecting into
+// "redirect-to-ipvpn-ASN_NN" instances the manager keeps while they are
+// used, and can be stitched to an EVI (§3.7). An instance goroutine waits
+// for another in two cases only: a VRF for an EVI (stitching; an EVI waits
+// for nobody), and a VRF for the end of a redirect instance that is
+// tearing down (teardown waits for no VRF). The users of redirect
+// instances are the manager's bookkeeping, under its lock. So no two
+// instances ever wait for each other.
 package vpn

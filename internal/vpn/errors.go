@@ -34,7 +34,9 @@ var errStopped = errors.New("vpn instance stopped")
 // ErrClosed is returned by attach and detach once the manager is closed.
 var ErrClosed = errors.New("vpn manager closed")
 
-// ErrIPVPNUnavailable is returned for IP-VPN attaches until VRFs exist.
+// ErrIPVPNUnavailable was returned for IP-VPN attaches before VRFs existed.
+//
+// Deprecated: no longer returned; kept until the API stops naming it.
 var ErrIPVPNUnavailable = errors.New("IP-VPN instances are not available yet")
 
 // notFound is the original's answer to a detach naming an unknown instance.

@@ -56,6 +56,15 @@ type evi struct {
 	// installed are the best routes given to the dataplane, per entry, to
 	// apply the removal rules of §3.11.
 	installed map[eviEntry][]hop
+	// gateway is the port stitching the EVI into a VRF (§3.7), nil when
+	// not stitched.
+	gateway *gatewayPort
+}
+
+// gatewayPort is the EVI end of a stitching with a VRF.
+type gatewayPort struct {
+	linuxif string
+	vrf     *instance
 }
 
 func newEVI(in *instance) *evi {
@@ -76,7 +85,25 @@ func newEVI(in *instance) *evi {
 	return e
 }
 
-func (e *evi) family() bgp.Family { return bgp.FamilyEVPN }
+// subscriptions: E-VPN routes of the import RTs. Unlike the original, no
+// FlowSpec subscription, which meant nothing for an EVI (§8 #21).
+func (e *evi) subscriptions(imports []bgp.RT) []engine.Match {
+	out := make([]engine.Match, 0, len(imports))
+	for _, rt := range imports {
+		out = append(out, engine.FamilyMatch(bgp.FamilyEVPN, rt))
+	}
+	return out
+}
+
+func (e *evi) prepare(_ context.Context, p AttachParams) (AttachParams, func(), error) {
+	// local_port.evpn means nothing on an E-VPN attach (§2.6).
+	return p, nil, nil
+}
+
+func (e *evi) update(context.Context, AttachParams) error { return nil }
+func (e *evi) plugged(*endpoint)                          {}
+func (e *evi) unplugging(*endpoint)                       {}
+func (e *evi) detached(context.Context, DetachParams)     {}
 
 func (e *evi) check(p AttachParams, adv netip.Prefix) error {
 	if adv.IsValid() && adv.Bits() != adv.Addr().BitLen() {
@@ -152,32 +179,53 @@ func (e *evi) endpointRoute(ep *endpoint) (*bgp.Route, error) {
 
 func (e *evi) handle(ev engine.Event) { e.tr.Handle(ev) }
 
-// resync makes the tracker hold exactly the snapshot's routes: what it holds
-// and the snapshot lacks is withdrawn, the rest advertised (an identical
-// route is a no-op for the tracker).
-func (e *evi) resync(snap []engine.Event) {
-	type id struct{ source, key string }
-	now := map[id]*bgp.Route{}
-	for _, ev := range snap {
-		now[id{ev.Source, ev.Route.Key()}] = ev.Route
+func (e *evi) resync(snap []engine.Event) { resyncTracker(e.tr, snap) }
+
+func (e *evi) cleanup(_ context.Context, assist bool) {
+	if assist {
+		e.tr.WithdrawAll(bgp.FamilyEVPN)
 	}
-	held := map[id]*bgp.Route{}
-	for _, routes := range e.tr.Received() {
-		for _, rs := range routes {
-			k := id{rs.Source, rs.Route.Key()}
-			held[k] = rs.Route
-			if now[k] == nil {
-				e.tr.Handle(engine.Event{Type: engine.Withdraw, Route: rs.Route, Source: rs.Source})
-			}
-		}
-	}
-	for _, ev := range snap {
-		ev.Replaced = held[id{ev.Source, ev.Route.Key()}]
-		e.tr.Handle(ev)
-	}
+	// A VRF still stitched to this EVI keeps its endpoint on the
+	// stitching port; its detach later finds the EVI gone and skips the
+	// gateway teardown, which the EVI's Cleanup did (§8 #28).
+	e.gateway = nil
 }
 
-func (e *evi) cleanupAssist() { e.tr.WithdrawAll(bgp.FamilyEVPN) }
+// claimGateway stitches the EVI into vrf through linuxif (§3.7), on the
+// EVI's goroutine: refused when the EVI is stitched into another VRF;
+// idempotent for the same VRF and port.
+func (in *instance) claimGateway(ctx context.Context, vrf *instance, linuxif string, gatewayIP netip.Addr) error {
+	return in.do(ctx, newOp(ctx, false, func(ctx context.Context, in *instance) error {
+		e, ok := in.kind.(*evi)
+		if !ok || e.dp == nil {
+			return inputErrorf("Instance %s is not an EVPN instance", in.ext)
+		}
+		if g := e.gateway; g != nil && (g.vrf != vrf || g.linuxif != linuxif) {
+			return inputErrorf("EVPN instance %s already has a gateway port (%s, stitched into %s)", in.ext, g.linuxif, g.vrf.ext)
+		}
+		if err := e.dp.SetGatewayPort(ctx, linuxif, gatewayIP); err != nil {
+			return fmt.Errorf("stitch %s into %s: %w", in.ext, vrf.ext, err)
+		}
+		e.gateway = &gatewayPort{linuxif: linuxif, vrf: vrf}
+		return nil
+	}))
+}
+
+// releaseGateway undoes claimGateway, if vrf still holds the EVI's
+// gateway port.
+func (in *instance) releaseGateway(ctx context.Context, vrf *instance) error {
+	return in.do(ctx, newOp(ctx, false, func(ctx context.Context, in *instance) error {
+		e, ok := in.kind.(*evi)
+		if !ok || e.gateway == nil || e.gateway.vrf != vrf {
+			return nil
+		}
+		if err := e.dp.GatewayPortDown(ctx, e.gateway.linuxif); err != nil {
+			return fmt.Errorf("unstitch %s from %s: %w", in.ext, vrf.ext, err)
+		}
+		e.gateway = nil
+		return nil
+	}))
+}
 
 // usable is the part of r's encapsulations the driver can use; empty means
 // r must be ignored.

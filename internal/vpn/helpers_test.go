@@ -40,15 +40,18 @@ var (
 // waitLimit bounds every wait of these tests.
 const waitLimit = 10 * time.Second
 
-// fixture is a manager over a running engine with a dummy E-VPN driver.
+// fixture is a manager over a running engine with dummy E-VPN and IP-VPN
+// drivers.
 type fixture struct {
-	eng  *engine.Engine
-	evpn *dummy.Driver
-	m    *Manager
+	eng   *engine.Engine
+	evpn  *dummy.Driver
+	ipvpn *dummy.Driver
+	m     *Manager
 }
 
 type fixtureCfg struct {
-	drv dummy.Config
+	drv dummy.Config // E-VPN
+	vrf dummy.Config // IP-VPN
 	eng engine.Config
 }
 
@@ -90,7 +93,10 @@ func (w testWriter) Write(b []byte) (int, error) {
 func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	t.Helper()
 	log := testLogger(t)
-	cfg := fixtureCfg{drv: dummy.Config{Type: dataplane.EVPN, LocalAddress: LA, KernelRelease: "test"}}
+	cfg := fixtureCfg{
+		drv: dummy.Config{Type: dataplane.EVPN, LocalAddress: LA, KernelRelease: "test"},
+		vrf: dummy.Config{Type: dataplane.IPVPN, LocalAddress: LA, KernelRelease: "test"},
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -102,9 +108,13 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vdrv, err := dummy.New(cfg.vrf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := New(Config{
 		Engine:       eng,
-		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: drv},
+		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: drv, dataplane.IPVPN: vdrv},
 		LocalAddress: LA,
 		Hostname:     "test",
 		Logger:       log,
@@ -121,7 +131,7 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 		cancel()
 		wg.Wait()
 	})
-	return &fixture{eng: eng, evpn: drv, m: m}
+	return &fixture{eng: eng, evpn: drv, ipvpn: vdrv, m: m}
 }
 
 func mac(s string) net.HardwareAddr {
@@ -207,13 +217,21 @@ func mustDetach(t testing.TB, m *Manager, p DetachParams) {
 // before the attach or detach returned is there.
 func published(t testing.TB, eng *engine.Engine) []string {
 	t.Helper()
-	ris, err := eng.Routes(t.Context(), bgp.FamilyEVPN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]string, 0, len(ris))
-	for _, ri := range ris {
-		out = append(out, ri.Source+" "+render(ri.Route))
+	return publishedIn(t, eng, bgp.FamilyEVPN)
+}
+
+// publishedIn is published for other families.
+func publishedIn(t testing.TB, eng *engine.Engine, fams ...bgp.Family) []string {
+	t.Helper()
+	var out []string
+	for _, f := range fams {
+		ris, err := eng.Routes(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ri := range ris {
+			out = append(out, ri.Source+" "+render(ri.Route))
+		}
 	}
 	slices.Sort(out)
 	return out
@@ -223,14 +241,28 @@ func published(t testing.TB, eng *engine.Engine) []string {
 // from GoBGP's decoded values (not from our constructors' arguments).
 func render(r *bgp.Route) string {
 	var b strings.Builder
-	n, _ := r.NLRI().(*gb.EVPNNLRI)
-	switch d := n.RouteTypeData.(type) {
+	var data any
+	if n, ok := r.NLRI().(*gb.EVPNNLRI); ok {
+		data = n.RouteTypeData
+	}
+	switch d := data.(type) {
 	case *gb.EVPNMacIPAdvertisementRoute:
 		fmt.Fprintf(&b, "mac rd=%s esi=%s tag=%d mac=%s ip=%s labels=%v", d.RD, esiText(d.ESI), d.ETag, d.MacAddress, addr(d.IPAddress), d.Labels)
 	case *gb.EVPNMulticastEthernetTagRoute:
 		fmt.Fprintf(&b, "imet rd=%s tag=%d orig=%s", d.RD, d.ETag, d.IPAddress)
 	default:
-		fmt.Fprintf(&b, "%s", r)
+		switch v := r.NLRI().(type) {
+		case *gb.LabeledVPNIPAddrPrefix:
+			fmt.Fprintf(&b, "%s rd=%s prefix=%s labels=%v", bgp.FamilyName(r.Family()), v.RD, v.Prefix, v.Labels.Labels)
+		case *gb.FlowSpecNLRI:
+			rules := make([]string, 0, len(v.Value))
+			for _, c := range v.Value {
+				rules = append(rules, c.String())
+			}
+			fmt.Fprintf(&b, "%s rd=%s rules=%s", bgp.FamilyName(r.Family()), v.RD(), strings.Join(rules, ""))
+		default:
+			fmt.Fprintf(&b, "%s", r)
+		}
 	}
 	fmt.Fprintf(&b, " nh=%s", addr(r.NextHop()))
 	var ecs []string
@@ -272,6 +304,12 @@ func ecText(ec gb.ExtendedCommunityInterface) string {
 	if rt, ok := bgp.RTFromCommunity(ec); ok {
 		return "rt:" + rt.Value()
 	}
+	if rt, ok := bgp.RTRecordFromCommunity(ec); ok {
+		return "rtrecord:" + rt.Value()
+	}
+	if rt, ok := bgp.RedirectTarget(ec); ok {
+		return "redirect:" + rt.Value()
+	}
 	switch c := ec.(type) {
 	case *gb.EncapExtended:
 		return fmt.Sprintf("encap:%d", c.TunnelType)
@@ -293,13 +331,21 @@ type observer struct {
 
 func newObserver(t testing.TB, eng *engine.Engine, rts ...bgp.RT) *observer {
 	t.Helper()
-	w, err := eng.Register("observer", engine.Local)
+	return newObserverOf(t, eng, "observer", []bgp.Family{bgp.FamilyEVPN}, rts...)
+}
+
+// newObserverOf is an observer of the routes of some families and RTs.
+func newObserverOf(t testing.TB, eng *engine.Engine, name string, fams []bgp.Family, rts ...bgp.RT) *observer {
+	t.Helper()
+	w, err := eng.Register(name, engine.Local)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
-	for _, rt := range rts {
-		w.Subscribe(engine.FamilyMatch(bgp.FamilyEVPN, rt))
+	for _, f := range fams {
+		for _, rt := range rts {
+			w.Subscribe(engine.FamilyMatch(f, rt))
+		}
 	}
 	return &observer{w: w, routes: map[string]*bgp.Route{}}
 }

@@ -40,6 +40,32 @@ type InstanceInfo struct {
 	Best     []TrackedRoutes
 	// Dataplane is the driver's items for this instance.
 	Dataplane []dataplane.LGItem
+
+	// GatewayPort is an EVI's stitching port (§3.7); nil when the EVI is
+	// not stitched into a VRF.
+	GatewayPort *GatewayPortInfo
+
+	// VRF only. Readvertise and AttractTraffic are the creation parameters
+	// (nil when not in effect; shared with the instance, read-only);
+	// Readvertised are the received routes
+	// currently readvertised (or attracted), by prefix; Fallback the last
+	// one pushed.
+	Readvertise    *Readvertise
+	AttractTraffic *AttractTraffic
+	Readvertised   []*bgp.Route
+	Fallback       *dataplane.Fallback
+	// StitchedEVI is the external id of the EVI stitched into the VRF, ""
+	// when none.
+	StitchedEVI string
+}
+
+// GatewayPortInfo is the looking glass's gateway_port of an EVI.
+type GatewayPortInfo struct {
+	// Interface is the EVI side of the stitching link.
+	Interface string
+	// VRFName and VRFExternalID name the VRF ("VRF-2", its external id).
+	VRFName       string
+	VRFExternalID string
 }
 
 // EndpointInfo is one endpoint of the looking glass's ports.
@@ -85,9 +111,7 @@ func (in *instance) snapshot() InstanceInfo {
 		VNI:         in.vni,
 		Ports:       map[string][]EndpointInfo{},
 	}
-	if in.create.IP.IsValid() {
-		info.PrefixLen = in.create.IP.Bits()
-	}
+	info.PrefixLen = in.prefixLen
 	if in.rd != nil {
 		info.RD = in.rd.String()
 	}
@@ -116,6 +140,9 @@ func (in *instance) snapshot() InstanceInfo {
 func (e *evi) describe(info *InstanceInfo) {
 	info.Received = trackedRoutes(e.tr.Received())
 	info.Best = trackedRoutes(e.tr.Best())
+	if g := e.gateway; g != nil {
+		info.GatewayPort = &GatewayPortInfo{Interface: g.linuxif, VRFName: g.vrf.name, VRFExternalID: g.vrf.ext}
+	}
 }
 
 func trackedRoutes[K interface {

@@ -45,29 +45,49 @@ func (o *op) wait(ctx context.Context) error {
 	}
 }
 
-// kind is what an instance type (EVI, later VRF) adds to the base.
+// kind is what an instance type (EVI, VRF) adds to the base.
 type kind interface {
-	// family of the instance's routes and import subscriptions.
-	family() bgp.Family
+	// subscriptions are the engine matches the instance needs for its
+	// import RTs (and, for a VRF, its readvertise from-RTs).
+	subscriptions(imports []bgp.RT) []engine.Match
 	// check refuses attaches the type cannot serve; adv is the prefix to
 	// advertise (not valid without IP). No side effect.
 	check(p AttachParams, adv netip.Prefix) error
+	// prepare runs first in every attach, before the instance's creation
+	// for its first one (VRF: stitching an EVI, §3.7). It may change p
+	// (the local port's interface); undo, when not nil, reverts it if the
+	// attach fails later.
+	prepare(ctx context.Context, p AttachParams) (_ AttachParams, undo func(), _ error)
 	// setup runs once the dataplane instance and the engine worker exist
-	// (EVI: advertise the inclusive multicast route).
+	// (EVI: advertise the inclusive multicast route; VRF: fallback, static
+	// destination prefixes).
 	setup(ctx context.Context) error
+	// update runs in every attach once the RTs are updated (VRF: push a
+	// changed fallback).
+	update(ctx context.Context, p AttachParams) error
 	// endpointRoute builds the route of an endpoint that forwards to its
 	// port, with the instance's current export RTs.
 	endpointRoute(ep *endpoint) (*bgp.Route, error)
 	// exportsChanged re-advertises the type's own routes with the new
 	// export RTs (endpoint routes are the base's job).
 	exportsChanged()
+	// plugged is told of an endpoint just plugged or refreshed, unplugging
+	// of one about to go (VRF: the routes advertised per endpoint, §3.8,
+	// §3.9). Neither fails.
+	plugged(ep *endpoint)
+	unplugging(ep *endpoint)
+	// detached runs after a successful detach (VRF: stitching teardown
+	// once no endpoint uses the stitching port, §3.6 step 6).
+	detached(ctx context.Context, p DetachParams)
 	// handle processes one engine event; resync replaces everything
 	// received with a snapshot after a queue overflow.
 	handle(ev engine.Event)
 	resync(evs []engine.Event)
-	// cleanupAssist removes every installed route from the dataplane
-	// before Cleanup, for drivers that ask for it.
-	cleanupAssist()
+	// cleanup runs when the instance stops, after its engine worker is
+	// closed and before the dataplane's Cleanup. With assist it first
+	// removes every installed route from the dataplane, for drivers that
+	// ask for it.
+	cleanup(ctx context.Context, assist bool)
 	// describe adds the type's part to a snapshot.
 	describe(info *InstanceInfo)
 }
@@ -140,6 +160,16 @@ type instance struct {
 	ops       chan *op
 	done      chan struct{} // closed when the goroutine has ended
 	published atomic.Bool   // first attach succeeded: visible to detach and the looking glass
+	// kick asks the goroutine to stop if the instance is unused (no
+	// endpoint, no redirect user): sent without blocking by whoever
+	// removes the last user of a redirect instance.
+	kick chan struct{}
+	// prefixLen is the subnet prefix length given to the dataplane, -1
+	// when unknown.
+	prefixLen int
+	// retiring is set, under m.mu, once the instance decided to stop: a
+	// redirect lookup then waits for it to end instead of using it.
+	retiring bool
 
 	// Owned by the goroutine.
 	first       *op
@@ -161,6 +191,7 @@ type instance struct {
 	endpoints   map[epKey]*endpoint
 	ports       map[string]int        // endpoints per linuxif
 	ipOwner     map[netip.Addr]string // full-length address → MAC key
+	subs        map[engine.Match]bool // engine subscriptions
 	evbuf       []engine.Event
 }
 
@@ -182,14 +213,24 @@ func newInstance(m *Manager, drv dataplane.Driver, id uint32, p AttachParams, fi
 		log:       m.log.With("instance", name, "external_instance_id", p.ExternalID),
 		ops:       make(chan *op),
 		done:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		prefixLen: -1,
 		first:     first,
 		macs:      map[string]*macState{},
 		endpoints: map[epKey]*endpoint{},
 		ports:     map[string]int{},
 		ipOwner:   map[netip.Addr]string{},
+		subs:      map[engine.Match]bool{},
+	}
+	if p.IP.IsValid() {
+		in.prefixLen = p.IP.Bits()
 	}
 	in.runCtx, in.cancel = context.WithCancel(context.Background())
-	in.kind = newEVI(in)
+	if p.Type == dataplane.IPVPN {
+		in.kind = newVRF(in)
+	} else {
+		in.kind = newEVI(in)
+	}
 	return in
 }
 
@@ -246,6 +287,12 @@ func (in *instance) run() {
 		case o = <-in.ops:
 		case <-notify:
 			in.drain()
+		case <-in.kick:
+			if len(in.endpoints) == 0 && in.m.retireIfUnused(in) {
+				in.stopping = true
+				in.teardown(in.runCtx)
+				return
+			}
 		}
 	}
 }
@@ -255,7 +302,7 @@ func (in *instance) exec(o *op) {
 	if err == nil {
 		err = in.call(o)
 	}
-	if o.mutates && len(in.endpoints) == 0 {
+	if o.mutates && len(in.endpoints) == 0 && in.m.retireIfUnused(in) {
 		in.stopping = true
 	}
 	if in.stopping {
@@ -322,15 +369,11 @@ func (in *instance) init(ctx context.Context, p AttachParams) error {
 		return fmt.Errorf("create %s: %w", in.name, err)
 	}
 	in.rd = rd
-	plen := -1
-	if p.IP.IsValid() {
-		plen = p.IP.Bits()
-	}
 	dp, err := in.drv.NewInstance(ctx, dataplane.InstanceConfig{
 		ID:          in.id,
 		ExternalID:  in.ext,
 		GatewayIP:   p.GatewayIP,
-		PrefixLen:   plen,
+		PrefixLen:   in.prefixLen,
 		Label:       in.label,
 		LinuxBridge: p.LinuxBridge,
 	})
@@ -359,9 +402,7 @@ func (in *instance) teardown(ctx context.Context) {
 		in.w.Close() // withdraws every route of the instance and its subscriptions
 	}
 	if in.dp != nil {
-		if in.started && in.dp.NeedsCleanupAssist() {
-			in.kind.cleanupAssist()
-		}
+		in.kind.cleanup(ctx, in.started && in.dp.NeedsCleanupAssist())
 		if err := in.dp.Cleanup(ctx); err != nil {
 			in.log.Error("dataplane cleanup failed", "error", err)
 		}
@@ -408,17 +449,18 @@ func (in *instance) releaseRD(rd bgp.RD) {
 // follow the import list; when the export set changes, every route is
 // re-advertised with the new RTs, or withdrawn while the list is empty.
 func (in *instance) updateRTs(imports, exports []bgp.RT) {
-	fam := in.kind.family()
-	for _, rt := range in.imports {
-		if !slices.Contains(imports, rt) {
-			in.w.Unsubscribe(engine.FamilyMatch(fam, rt))
+	want := in.kind.subscriptions(imports)
+	for m := range in.subs {
+		if !slices.Contains(want, m) {
+			in.w.Unsubscribe(m)
+			delete(in.subs, m)
 		}
 	}
-	old := in.imports
 	in.imports = slices.Clone(imports)
-	for _, rt := range in.imports {
-		if !slices.Contains(old, rt) {
-			in.w.Subscribe(engine.FamilyMatch(fam, rt))
+	for _, m := range want {
+		if !in.subs[m] {
+			in.w.Subscribe(m)
+			in.subs[m] = true
 		}
 	}
 	if sameSet(in.exports, exports) {
@@ -495,9 +537,23 @@ func (in *instance) sortedEndpoints() []*endpoint {
 // attach is vif_plugged (§3.3), transactional: every check runs before the
 // first change, and a failure undoes the changes made.
 func (in *instance) attach(ctx context.Context, p AttachParams) error {
+	var undo []func()
+	fail := func(err error) error {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return err
+	}
+	p, undoPrepare, err := in.kind.prepare(ctx, p)
+	if err != nil {
+		return err
+	}
+	if undoPrepare != nil {
+		undo = append(undo, undoPrepare)
+	}
 	if !in.initialized {
 		if err := in.init(ctx, p); err != nil {
-			return err
+			return fail(err)
 		}
 	} else {
 		in.warnCreationOnly(p)
@@ -515,15 +571,15 @@ func (in *instance) attach(ctx context.Context, p AttachParams) error {
 	full := adv.IsValid() && adv.Bits() == adv.Addr().BitLen()
 	macStr, ipStr := macText(p.MAC, p.MACString), ipText(p.IP, p.IPString)
 	if err := in.kind.check(p, adv); err != nil {
-		return err
+		return fail(err)
 	}
 	ms := in.macs[mac]
 	if ms != nil && !ms.localPort.Equal(p.LocalPort) {
-		return portInconsistent(ms.localPort.LinuxIf, ms.portRepr, portRepr(p.LocalPort, p.LocalPortRepr))
+		return fail(portInconsistent(ms.localPort.LinuxIf, ms.portRepr, portRepr(p.LocalPort, p.LocalPortRepr)))
 	}
 	if full {
 		if owner, ok := in.ipOwner[key.ip]; ok && owner != mac {
-			return ipBoundElsewhere(key.ip.String(), macStr, []string{in.macs[owner].text})
+			return fail(ipBoundElsewhere(key.ip.String(), macStr, []string{in.macs[owner].text}))
 		}
 	}
 	dir := p.Direction
@@ -534,20 +590,16 @@ func (in *instance) attach(ctx context.Context, p AttachParams) error {
 	refresh := old != nil || (!key.ip.IsValid() && ms != nil)
 	if !refresh {
 		if err := in.drv.ValidateDirection(dir); err != nil {
-			return err
+			return fail(err)
 		}
 	}
 
-	var undo []func()
-	fail := func(err error) error {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-		return err
-	}
 	oldImports, oldExports := in.imports, in.exports
 	in.updateRTs(p.ImportRTs, p.ExportRTs)
 	undo = append(undo, func() { in.updateRTs(oldImports, oldExports) })
+	if err := in.kind.update(ctx, p); err != nil {
+		return fail(fmt.Errorf("attach %s to %s: %w", macStr, in.ext, err))
+	}
 
 	if ms == nil {
 		label, err := in.m.labels.Allocate(fmt.Sprintf("Incoming traffic for %s, interface %s, endpoint (%s, %s)",
@@ -621,11 +673,13 @@ func (in *instance) attach(ctx context.Context, p AttachParams) error {
 	}
 	in.bind(ep)
 	in.setRoute(&ep.slot, want)
+	in.kind.plugged(ep)
 
 	// An IP endpoint replaces the MAC-only endpoint of the same MAC (§3.3
 	// step 8), RD included (§8 #26).
 	if key.ip.IsValid() {
 		if wild := in.endpoints[epKey{mac: mac}]; wild != nil {
+			in.kind.unplugging(wild)
 			in.setRoute(&wild.slot, nil)
 			if err := in.dp.VifUnplugged(ctx, wild.port, false); err != nil {
 				in.log.Warn("unplug of the MAC-only endpoint replaced by an IP endpoint failed", "mac", macStr, "error", err)
@@ -656,9 +710,19 @@ func (in *instance) warnCreationOnly(p AttachParams) {
 	if p.LinuxBridge != "" && p.LinuxBridge != c.LinuxBridge {
 		ignored = append(ignored, fmt.Sprintf("linuxbr %s (instance has %q)", p.LinuxBridge, c.LinuxBridge))
 	}
+	if p.Readvertise != nil && !sameReadvertise(p.Readvertise, c.Readvertise) {
+		ignored = append(ignored, "readvertise")
+	}
+	if p.AttractTraffic != nil && c.AttractTraffic == nil {
+		ignored = append(ignored, "attract_traffic")
+	}
 	if len(ignored) > 0 {
 		in.log.Warn("creation-only parameters of an existing instance ignored", "ignored", strings.Join(ignored, ", "))
 	}
+}
+
+func sameReadvertise(a, b *Readvertise) bool {
+	return b != nil && slices.Equal(a.FromRTs, b.FromRTs) && slices.Equal(a.ToRTs, b.ToRTs)
 }
 
 // bind records a full-length address as the endpoint's MAC's (§3.3 step 3).
@@ -704,6 +768,7 @@ func (in *instance) detach(ctx context.Context, p DetachParams) error {
 		for _, ep := range eps {
 			errs = append(errs, in.unplug(ctx, ep))
 		}
+		in.kind.detached(ctx, p)
 		return errors.Join(errs...)
 	}
 	if ms == nil {
@@ -717,7 +782,11 @@ func (in *instance) detach(ctx context.Context, p DetachParams) error {
 		}
 		return ipBoundElsewhere(p.IP.Addr().String(), macStr, owners)
 	}
-	return in.unplug(ctx, ep)
+	if err := in.unplug(ctx, ep); err != nil {
+		return err
+	}
+	in.kind.detached(ctx, p)
+	return nil
 }
 
 // unplug removes one endpoint: route, dataplane (every direction, §8 #9),
@@ -725,10 +794,12 @@ func (in *instance) detach(ctx context.Context, p DetachParams) error {
 // the endpoint.
 func (in *instance) unplug(ctx context.Context, ep *endpoint) error {
 	want := ep.slot.want
+	in.kind.unplugging(ep)
 	in.setRoute(&ep.slot, nil)
 	last := in.ports[ep.port.LocalPort.LinuxIf] <= 1
 	if err := in.dp.VifUnplugged(ctx, ep.port, last); err != nil {
 		in.setRoute(&ep.slot, want)
+		in.kind.plugged(ep)
 		return fmt.Errorf("detach %s from %s: unplug: %w", ep.macText, in.ext, err)
 	}
 	in.removeEndpoint(ep)

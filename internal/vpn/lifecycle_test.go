@@ -173,17 +173,6 @@ func TestLifecycle(t *testing.T) {
 		equalLines(t, "instances", instanceIDs(t, f.m), []string{"e1=EVI-1"})
 	})
 
-	t.Run("IP-VPN is refused until VRFs exist", func(t *testing.T) {
-		f := newFixture(t)
-		p := attachE(withIP("10.0.0.5"))
-		p.Type = dataplane.IPVPN
-		if err := f.m.Attach(t.Context(), p); !errors.Is(err, ErrIPVPNUnavailable) || isBadRequest(err) {
-			t.Fatalf("attach ipvpn: %v, want ErrIPVPNUnavailable (500)", err)
-		}
-		equalLines(t, "instances", instanceIDs(t, f.m), nil)
-		noLeak(t, f.m)
-	})
-
 	t.Run("vpn-and-api §7 #33 #34 forced VNI: label, uniqueness, reuse after deletion", func(t *testing.T) {
 		f := newFixture(t)
 		vni := func(v uint32) func(*AttachParams) { return func(p *AttachParams) { p.VNI = v } }

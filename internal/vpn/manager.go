@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
+	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
 	"github.com/bagpipe-go/bagpipe/internal/vpn/ident"
@@ -58,7 +60,10 @@ type Manager struct {
 	// until its goroutine has torn it down.
 	instances map[string]*instance
 	vnis      map[uint32]*instance // instances with a forced VNI
-	closed    bool
+	// redirectUsers are, per redirect instance external id, the names of
+	// the VRFs whose dataplane redirects traffic into it (§3.9).
+	redirectUsers map[string]map[string]struct{}
+	closed        bool
 }
 
 // New builds a manager. It starts no goroutine: instances start theirs.
@@ -89,16 +94,17 @@ func New(cfg Config) (*Manager, error) {
 		drivers[t] = dataplane.NewLazy(d, log)
 	}
 	return &Manager{
-		eng:       cfg.Engine,
-		drivers:   drivers,
-		local:     cfg.LocalAddress,
-		hostname:  host,
-		log:       log,
-		labels:    ident.NewLabelAllocator(),
-		rds:       rds,
-		ids:       ident.NewInstanceIDCounter(),
-		instances: map[string]*instance{},
-		vnis:      map[uint32]*instance{},
+		eng:           cfg.Engine,
+		drivers:       drivers,
+		local:         cfg.LocalAddress,
+		hostname:      host,
+		log:           log,
+		labels:        ident.NewLabelAllocator(),
+		rds:           rds,
+		ids:           ident.NewInstanceIDCounter(),
+		instances:     map[string]*instance{},
+		vnis:          map[uint32]*instance{},
+		redirectUsers: map[string]map[string]struct{}{},
 	}, nil
 }
 
@@ -169,7 +175,10 @@ func (m *Manager) getOrCreate(p AttachParams, o *op) (in *instance, created bool
 		return in, false, nil
 	}
 	if p.Type == dataplane.IPVPN {
-		return nil, false, ErrIPVPNUnavailable
+		// Checked before anything is allocated (§8 #2).
+		if err := checkVRFCreation(p); err != nil {
+			return nil, false, err
+		}
 	}
 	if p.VNI != 0 && m.vnis[p.VNI] != nil {
 		return nil, false, inputErrorf("A VPN instance using vni %d already exists.", p.VNI)
@@ -189,6 +198,139 @@ func (m *Manager) getOrCreate(p AttachParams, o *op) (in *instance, created bool
 	}
 	in.start()
 	return in, true, nil
+}
+
+// retireIfUnused decides, on in's goroutine, whether in stops: true when no
+// VRF redirects traffic into it. It is then retiring: a redirect lookup
+// waits for its end rather than use it.
+func (m *Manager) retireIfUnused(in *instance) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.instances[in.ext] == in && len(m.redirectUsers[in.ext]) > 0 && !m.closed {
+		return false
+	}
+	in.retiring = true
+	return true
+}
+
+// lookup returns the published instance with external id ext, nil when
+// there is none.
+func (m *Manager) lookup(ext string) *instance {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in := m.instances[ext]
+	if in == nil || in.retiring || !in.published.Load() {
+		return nil
+	}
+	return in
+}
+
+// redirectExternalID names the instance FlowSpec routes redirecting to rt
+// lead to (§3.9), e.g. redirect-to-ipvpn-64512_41.
+func redirectExternalID(rt bgp.RT) string {
+	return "redirect-to-" + string(dataplane.IPVPN) + "-" + strings.ReplaceAll(rt.Value(), ":", "_")
+}
+
+// redirectFor registers user as a user of the redirect instance of rt,
+// creating that instance if needed (import rt, no export, gateway
+// 127.0.0.1, prefix length 24, receiving routes at once), and returns its
+// internal id for the dataplane. Called from user's goroutine; it does not
+// wait for the instance's creation, only for the end of a retiring one.
+func (m *Manager) redirectFor(ctx context.Context, rt bgp.RT, user *instance) (uint32, error) {
+	ext := redirectExternalID(rt)
+	for range maxRetries {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return 0, ErrClosed
+		}
+		in := m.instances[ext]
+		if in != nil && in.retiring {
+			m.mu.Unlock()
+			select {
+			case <-in.done:
+				continue
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		if in != nil && in.typ != dataplane.IPVPN {
+			m.mu.Unlock()
+			return 0, fmt.Errorf("redirect instance %s: an instance of type %s has that id", ext, in.typ)
+		}
+		if in == nil {
+			var err error
+			if in, err = m.createRedirectLocked(ext, rt); err != nil {
+				m.mu.Unlock()
+				return 0, err
+			}
+		}
+		users := m.redirectUsers[ext]
+		if users == nil {
+			users = map[string]struct{}{}
+			m.redirectUsers[ext] = users
+		}
+		users[user.name] = struct{}{}
+		m.mu.Unlock()
+		return in.id, nil
+	}
+	return 0, fmt.Errorf("redirect instance %s kept stopping", ext)
+}
+
+// createRedirectLocked creates and starts a redirect instance; m.mu held.
+func (m *Manager) createRedirectLocked(ext string, rt bgp.RT) (*instance, error) {
+	drv := m.drivers[dataplane.IPVPN]
+	if drv == nil {
+		return nil, fmt.Errorf("no dataplane driver for vpn type %s", dataplane.IPVPN)
+	}
+	id, err := m.ids.Next()
+	if err != nil {
+		return nil, fmt.Errorf("create VPN instance %s: %w", ext, err)
+	}
+	p := AttachParams{
+		Type:       dataplane.IPVPN,
+		ExternalID: ext,
+		ImportRTs:  []bgp.RT{rt},
+		GatewayIP:  netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+	}
+	in := newInstance(m, drv, id, p, nil)
+	in.prefixLen = 24
+	// Its first operation creates it without endpoint; it then lives as
+	// long as it has users (or endpoints, should an attach name it).
+	in.first = newOp(in.runCtx, false, func(ctx context.Context, in *instance) error {
+		if err := in.init(ctx, p); err != nil {
+			in.log.Error("redirect instance creation failed", "error", err)
+			in.stopping = true
+			return err
+		}
+		in.started = true
+		in.published.Store(true)
+		return nil
+	})
+	m.instances[ext] = in
+	in.start()
+	return in, nil
+}
+
+// releaseRedirect removes user from the users of rt's redirect instance;
+// the instance stops once it has neither user nor endpoint. It never
+// waits for that instance.
+func (m *Manager) releaseRedirect(rt bgp.RT, user *instance) {
+	ext := redirectExternalID(rt)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	users := m.redirectUsers[ext]
+	delete(users, user.name)
+	if len(users) > 0 {
+		return
+	}
+	delete(m.redirectUsers, ext)
+	if in := m.instances[ext]; in != nil {
+		select {
+		case in.kick <- struct{}{}:
+		default: // a kick is pending already
+		}
+	}
 }
 
 // forget removes a stopped instance from the maps; called by its goroutine

@@ -65,6 +65,48 @@ type AttachParams struct {
 	// InstanceDescription replaces the instance's description when not nil;
 	// absent, the previous one is kept (§8 #13).
 	InstanceDescription json.RawMessage
+
+	// Readvertise, AttractTraffic: IP-VPN only, creation only (§3.8,
+	// §3.9); nil when not given. An E-VPN attach ignores them, as an
+	// attach to an existing instance does (with a warning).
+	Readvertise    *Readvertise
+	AttractTraffic *AttractTraffic
+	// Fallback is IP-VPN's fallback (nil: not given). It is pushed to the
+	// dataplane at creation, and again whenever an attach gives a
+	// different one.
+	Fallback *dataplane.Fallback
+
+	// Stitching an EVI into a VRF (§3.7) is asked for by LocalPort.EVPN
+	// (IP-VPN only); LocalPort.LinuxIf must then be empty, unless
+	// LocalPort.EVPN.OVSPortName is set, when LocalPort.OVS.PortName names
+	// the VRF side.
+}
+
+// Readvertise is the API's readvertise: routes received with one of FromRTs
+// are re-announced toward ToRTs with each local endpoint as next hop
+// (§3.8). Lists as sent (duplicates matter to the "exactly one RT" check).
+type Readvertise struct {
+	FromRTs []bgp.RT
+	ToRTs   []bgp.RT
+}
+
+// AttractTraffic is the API's attract_traffic (§3.9).
+type AttractTraffic struct {
+	// RedirectRTs are the RTs of the FlowSpec routes the VRF advertises.
+	RedirectRTs []bgp.RT
+	// Classifier is the traffic to attract, without destination prefix
+	// (each readvertised or static prefix supplies one); nil when not
+	// given (a 400 at creation).
+	Classifier *dataplane.Classifier
+	// ClassifierRaw is the object as sent, for the looking glass.
+	ClassifierRaw json.RawMessage
+	// ToRTs is attract_traffic's to_rt (empty when not given).
+	ToRTs []bgp.RT
+	// HasStaticDestinationPrefixes says whether the key was present (the
+	// original's check is on presence); the prefixes have their full
+	// length when given as bare addresses.
+	HasStaticDestinationPrefixes bool
+	StaticDestinationPrefixes    []netip.Prefix
 }
 
 // DetachParams is one validated detach_localport request (§2.5).
