@@ -330,7 +330,9 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 			if in.withdrawAll || in.reachWithdrawn {
 				withdraw(in.reachF, p.NLRI)
 			} else {
-				advertise(in.reachF, p.NLRI, in.reach.Nexthop)
+				// RFC 4659 carries an IPv4 next hop of a VPNv6 route as an
+				// IPv4-mapped IPv6 address: keep the IPv4 address.
+				advertise(in.reachF, p.NLRI, in.reach.Nexthop.Unmap())
 			}
 		}
 	}

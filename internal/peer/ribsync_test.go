@@ -690,3 +690,18 @@ func mustOriginator(t *testing.T, id netip.Addr) gb.PathAttributeInterface {
 	}
 	return o
 }
+
+// A VPNv6 route with an IPv4 next hop (RFC 4659: sent IPv4-mapped) is
+// received with the IPv4 address, as it was advertised.
+func TestVPNv6IPv4NextHop(t *testing.T) {
+	w := newRIBFake()
+	s := newRIBSync(rsIBGP(bgp.FamilyVPNv6), w, rsLog(t))
+	r := rsVPN(t, "42.42.42.42:5", "2001:db8::21/128", 16, netip.Addr{}, nil)
+	mustReceive(t, s, rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyVPNv6, rsDataplane, r.NLRI())}, rsPeerAttrs(rsRT1)...)...))
+	if len(w.published) != 1 || len(w.published[0]) != 1 {
+		t.Fatalf("published %v", w.published)
+	}
+	if nh := w.published[0][0].Route.NextHop(); nh != rsDataplane {
+		t.Errorf("next hop %s, want %s", nh, rsDataplane)
+	}
+}

@@ -1,0 +1,488 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bagpipe-go/bagpipe/client"
+	"github.com/bagpipe-go/bagpipe/internal/api"
+	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
+	"github.com/bagpipe-go/bagpipe/internal/speaker"
+	"github.com/bagpipe-go/bagpipe/internal/testpeer"
+	"github.com/bagpipe-go/bagpipe/internal/vpn"
+	"github.com/bagpipe-go/bagpipe/internal/vpnapi"
+)
+
+// node is one whole bagpipe-bgp daemon run in-process: BGP speaker, VPN
+// manager with dummy dataplanes, REST API. Tests drive it only through its
+// REST API (api), as the Neutron agent does, and read what its dataplanes
+// were asked to do from the dummy drivers.
+type node struct {
+	name string
+	// bgpAddr is its BGP local address (sessions, router id, RDs); dpAddr
+	// its dataplane local address, the next hop and VXLAN tunnel endpoint
+	// of its routes. They differ, so that a test tells them apart.
+	bgpAddr, dpAddr netip.Addr
+	evpn, ipvpn     *dummy.Driver
+	api             *client.Client
+}
+
+// nodeConf is the node's bgp.conf, as an operator would write it: active
+// sessions only (gobgpd's neighbours are passive), REST API on a free port.
+func nodeConf(bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) string {
+	return fmt.Sprintf(`[BGP]
+local_address = %[1]s
+peers = %[3]s
+my_as = %[5]d
+enable_rtc = True
+bgp_port = %[4]d
+listen = False
+hold_time = 30
+connect_retry = 1
+
+[API]
+host = 127.0.0.1
+port = 0
+
+[DATAPLANE_DRIVER_EVPN]
+dataplane_driver = dummy
+dataplane_local_address = %[2]s
+
+[DATAPLANE_DRIVER_IPVPN]
+dataplane_driver = dummy
+dataplane_local_address = %[2]s
+`, bgpAddr, dpAddr, gobgpd, gobgpdPort, testAS)
+}
+
+// nodeStopTimeout bounds each step of a node's shutdown.
+const nodeStopTimeout = 15 * time.Second
+
+// startNode builds and runs a daemon from its bgp.conf text, and stops it
+// when the test ends.
+//
+// The wiring repeats what serve in cmd/bagpipe-bgp does (same parts, same
+// order, same shutdown sequence: API, then VPN manager, then speaker),
+// because serve lives in package main and cannot be called from here; it
+// differs only in keeping the dummy drivers, which the test reads. A
+// constructor shared by both (e.g. an internal/daemon package returning the
+// parts) would remove the copy.
+func startNode(t *testing.T, name string, bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) *node {
+	t.Helper()
+	conf := nodeConf(bgpAddr, dpAddr, gobgpd, gobgpdPort)
+	cfg, err := config.Parse([]config.Source{{Name: name + "/bgp.conf", Data: []byte(conf)}}, config.Options{})
+	if err != nil {
+		t.Fatalf("node %s: configuration: %v", name, err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Fatalf("node %s: configuration warnings: %v", name, cfg.Warnings)
+	}
+	logs := logring.NewBuffer(0)
+	log := slog.New(api.NewLogHandler(testLogger(t).Handler(), logs)).With("node", name)
+
+	n := &node{name: name, bgpAddr: cfg.BGP.LocalAddress, dpAddr: cfg.EVPN.Address(cfg.BGP)}
+	lg := cfg.LookingGlass()
+	drivers := map[dataplane.VPNType]dataplane.Driver{}
+	for _, sec := range []struct {
+		typ  dataplane.VPNType
+		name string
+		dp   config.Dataplane
+		keep **dummy.Driver
+	}{
+		{dataplane.EVPN, "DATAPLANE_DRIVER_EVPN", cfg.EVPN, &n.evpn},
+		{dataplane.IPVPN, "DATAPLANE_DRIVER_IPVPN", cfg.IPVPN, &n.ipvpn},
+	} {
+		options, _ := lg[sec.name].(map[string]any)
+		d, err := dummy.New(dummy.Config{
+			Type:         sec.typ,
+			LocalAddress: sec.dp.Address(cfg.BGP),
+			Options:      options,
+			Logger:       log.With(api.LoggerKey, "dataplane."+string(sec.typ)),
+		})
+		if err != nil {
+			t.Fatalf("node %s: [%s]: %v", name, sec.name, err)
+		}
+		drivers[sec.typ] = d
+		*sec.keep = d
+	}
+
+	// As in serve: the speaker runs until the VPN manager is closed.
+	spCtx, stopSpeaker := context.WithCancel(context.Background())
+	sp, err := speaker.New(spCtx, cfg.BGP, log)
+	if err != nil {
+		stopSpeaker()
+		t.Fatalf("node %s: speaker: %v", name, err)
+	}
+	mgr, err := vpn.New(vpn.Config{
+		Engine:       sp.Engine(),
+		Drivers:      drivers,
+		LocalAddress: cfg.BGP.LocalAddress,
+		Logger:       log.With(api.LoggerKey, "vpn"),
+	})
+	if err != nil {
+		sp.Close()
+		stopSpeaker()
+		t.Fatalf("node %s: VPN manager: %v", name, err)
+	}
+	srv, err := api.New(api.Config{
+		Logger:    log.With("name", "api"),
+		Logs:      logs,
+		Version:   "e2e",
+		StartTime: time.Now(),
+		ConfigLG:  lg,
+		BGP:       sp.Source(),
+		VPN:       vpnapi.NewSource(mgr, sp.Engine()),
+		Attach:    vpnapi.NewHandler(mgr),
+	})
+	if err != nil {
+		sp.Close()
+		stopSpeaker()
+		t.Fatalf("node %s: REST API: %v", name, err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.API.Host, strconv.Itoa(int(cfg.API.Port))))
+	if err != nil {
+		sp.Close()
+		stopSpeaker()
+		t.Fatalf("node %s: REST API: %v", name, err)
+	}
+	// The client has its own transport, so that its idle connections can
+	// be closed at the end (goleak would see their goroutines otherwise).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	n.api, err = client.New("http://"+ln.Addr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
+		client.WithTimeout(10*time.Second))
+	if err != nil {
+		ln.Close()
+		sp.Close()
+		stopSpeaker()
+		t.Fatalf("node %s: REST client: %v", name, err)
+	}
+
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	spDone := make(chan error, 1)
+	apiDone := make(chan error, 1)
+	go func() { spDone <- sp.Run(spCtx) }()
+	go func() { apiDone <- srv.Serve(apiCtx, ln) }()
+
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		stopAPI()
+		if err := waitDone(apiDone); err != nil {
+			t.Errorf("node %s: REST API: %v", name, err)
+		}
+		closeCtx, cancel := context.WithTimeout(context.Background(), nodeStopTimeout)
+		if err := mgr.Close(closeCtx); err != nil {
+			t.Errorf("node %s: closing the VPN manager: %v", name, err)
+		}
+		cancel()
+		stopSpeaker()
+		if err := waitDone(spDone); err != nil {
+			t.Errorf("node %s: speaker: %v", name, err)
+		}
+	})
+	return n
+}
+
+// waitDone waits, bounded, for a part's run function to return; stopping
+// is not an error.
+func waitDone(done <-chan error) error {
+	select {
+	case err := <-done:
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	case <-time.After(nodeStopTimeout):
+		return fmt.Errorf("did not stop %v after its context ended", nodeStopTimeout)
+	}
+}
+
+// vpnTopology is gobgpd as route reflector with RTC, and three daemons as
+// its clients, each with its own loopback address.
+type vpnTopology struct {
+	gb      *testpeer.GoBGP
+	a, b, c *node
+}
+
+// startVPNTopology starts gobgpd (passive towards every node, all five
+// families of the default set: VPNv4, VPNv6, EVPN, RTC, FlowSpec-VPNv4),
+// then the three nodes, and waits until the three sessions are up on both
+// sides with every family and RTC active. gobgpd's cleanup is registered
+// first, so that it stops last: it sees each node's Cease.
+func startVPNTopology(t *testing.T) *vpnTopology {
+	t.Helper()
+	rr := netip.MustParseAddr("127.0.0.1")
+	specs := []struct {
+		name            string
+		bgpAddr, dpAddr string
+	}{
+		{"A", "127.0.0.2", "192.0.2.2"},
+		{"B", "127.0.0.3", "192.0.2.3"},
+		{"C", "127.0.0.4", "192.0.2.4"},
+	}
+	port := testpeer.FreePort(t)
+	var neighbors []testpeer.GoBGPNeighbor
+	for _, s := range specs {
+		neighbors = append(neighbors, testpeer.GoBGPNeighbor{
+			Address:              s.bgpAddr,
+			RouteReflectorClient: true,
+			Passive:              true,
+			LocalAddress:         rr.String(),
+			HoldTime:             30,
+			KeepaliveInterval:    10,
+		})
+	}
+	g := testpeer.StartGoBGP(t, testpeer.GoBGPConfig{ListenAddress: rr.String(), ListenPort: port, Neighbors: neighbors})
+	nodes := make([]*node, len(specs))
+	for i, s := range specs {
+		nodes[i] = startNode(t, s.name, netip.MustParseAddr(s.bgpAddr), netip.MustParseAddr(s.dpAddr), rr, port)
+	}
+	top := &vpnTopology{gb: g, a: nodes[0], b: nodes[1], c: nodes[2]}
+	for _, n := range nodes {
+		top.waitSession(t, n)
+	}
+	return top
+}
+
+// wantFamilies are the families every session must have active.
+var wantFamilies = []string{"ipv4/mpls-vpn", "ipv6/mpls-vpn", "l2vpn/evpn", "ipv4/rtc", "ipv4/flow-vpn"}
+
+// waitSession waits until n's session with gobgpd is established on both
+// sides, as n's looking glass shows it: one established peer, RTC active,
+// every family of wantFamilies active.
+func (top *vpnTopology) waitSession(t *testing.T, n *node) {
+	t.Helper()
+	err := waitFor(20*time.Second, func() error {
+		st, err := top.gb.NeighborState(n.bgpAddr.String())
+		if err != nil {
+			return err
+		}
+		if st != "established" {
+			return fmt.Errorf("gobgpd's session with %s is %s", n.name, st)
+		}
+		var peer struct {
+			Protocol struct {
+				State string `json:"state"`
+			} `json:"protocol"`
+			RTC struct {
+				Active bool `json:"active"`
+			} `json:"rtc"`
+			ActiveFamilies []string `json:"active_families"`
+		}
+		if err := n.lg(t.Context(), &peer, "bgp", "peers", top.gb.Address()); err != nil {
+			return err
+		}
+		if peer.Protocol.State != api.StateEstablished {
+			return fmt.Errorf("%s's session with gobgpd is %s", n.name, peer.Protocol.State)
+		}
+		if !peer.RTC.Active {
+			return fmt.Errorf("%s: RTC not active with gobgpd", n.name)
+		}
+		for _, f := range wantFamilies {
+			if !slices.Contains(peer.ActiveFamilies, f) {
+				return fmt.Errorf("%s: family %s not active with gobgpd (active: %v)", n.name, f, peer.ActiveFamilies)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("session of node %s: %v", n.name, err)
+	}
+}
+
+// lg decodes the looking-glass object at path into v.
+func (n *node) lg(ctx context.Context, v any, path ...string) error {
+	raw, err := n.api.LookingGlass(ctx, path...)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.name, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("node %s: looking glass %s: %w: %s", n.name, strings.Join(path, "/"), err, raw)
+	}
+	return nil
+}
+
+// instanceIDs are the external ids of n's VPN instances, sorted.
+func (n *node) instanceIDs(ctx context.Context) ([]string, error) {
+	var list []struct {
+		ID string `json:"id"`
+	}
+	if err := n.lg(ctx, &list, "vpns", "instances"); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(list))
+	for _, i := range list {
+		ids = append(ids, i.ID)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// portLabel is the label n's looking glass shows for the endpoint (mac,
+// ip) of instance ext on port ifname: the label its route carries.
+func (n *node) portLabel(ctx context.Context, ext, ifname, mac, ip string) (uint32, error) {
+	var ports map[string]struct {
+		Endpoints []struct {
+			Label uint32 `json:"label"`
+			MAC   string `json:"mac_address"`
+			IP    string `json:"ip_address"`
+		} `json:"endpoints"`
+	}
+	if err := n.lg(ctx, &ports, "vpns", "instances", ext, "ports"); err != nil {
+		return 0, err
+	}
+	for _, ep := range ports[ifname].Endpoints {
+		if ep.MAC == mac && ep.IP == ip {
+			return ep.Label, nil
+		}
+	}
+	return 0, fmt.Errorf("node %s: instance %s shows no endpoint %s %s on %s: %+v", n.name, ext, mac, ip, ifname, ports)
+}
+
+// lgRoute is one route of a looking-glass route list.
+type lgRoute struct {
+	NLRI         string
+	Family       string            `json:"afi-safi"`
+	NextHop      string            `json:"next_hop"`
+	RouteTargets []string          `json:"route_targets"`
+	Attributes   map[string]string `json:"attributes"`
+}
+
+// decodeRoutes reads a looking-glass route list: objects with one key, the
+// NLRI text.
+func decodeRoutes(list []map[string]lgRoute) []lgRoute {
+	var out []lgRoute
+	for _, item := range list {
+		for nlri, r := range item {
+			r.NLRI = nlri
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// advRoutes are the routes instance ext of n advertises.
+func (n *node) advRoutes(ctx context.Context, ext string) ([]lgRoute, error) {
+	var list []map[string]lgRoute
+	if err := n.lg(ctx, &list, "vpns", "instances", ext, "adv_routes"); err != nil {
+		return nil, err
+	}
+	return decodeRoutes(list), nil
+}
+
+// bgpRoutes are the routes of n's engine in the looking glass's family
+// keys ("l2vpn/evpn,*", "ipv4/mpls-vpn,*", ...).
+func (n *node) bgpRoutes(ctx context.Context) (map[string][]lgRoute, error) {
+	var fams map[string][]map[string]lgRoute
+	if err := n.lg(ctx, &fams, "bgp", "routes"); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]lgRoute, len(fams))
+	for f, list := range fams {
+		out[f] = decodeRoutes(list)
+	}
+	return out, nil
+}
+
+// remoteLines are the lines of a dummy instance state that come from
+// received routes (remote MACs, BUM endpoints, remote prefixes), sorted.
+func remoteLines(state []string) []string {
+	var out []string
+	for _, l := range state {
+		if strings.HasPrefix(l, "mac ") || strings.HasPrefix(l, "bum ") || strings.HasPrefix(l, "remote ") {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// dataplaneTimeout bounds each wait for a dataplane to reach a state: a
+// route crosses two BGP sessions and gobgpd.
+const dataplaneTimeout = 10 * time.Second
+
+// waitRemote waits until the remote lines of instance ext in driver d are
+// exactly want (sorted or not). A nil want waits for no remote line.
+func waitRemote(t *testing.T, n *node, d *dummy.Driver, ext string, want []string) {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	ctx, cancel := context.WithTimeout(t.Context(), dataplaneTimeout)
+	defer cancel()
+	var got []string
+	err := d.WaitFor(ctx, func() bool {
+		got = remoteLines(d.InstanceState(ext))
+		return slices.Equal(got, want)
+	})
+	if err != nil {
+		t.Fatalf("node %s, %s instance %s: remote entries %q, want %q (%v)\nfull state: %q",
+			n.name, d.Type(), ext, got, want, err, d.InstanceState(ext))
+	}
+}
+
+// ribPath is one path of gobgp's JSON RIB output (gobgpPath) and the
+// route's name, its key in that output.
+type ribPath struct {
+	Key string
+	gobgpPath
+}
+
+// gobgpRIB runs a gobgp RIB command with -j and returns its paths, sorted
+// by key then neighbour. gobgp answers an empty table with an error text
+// on some versions: that is no path.
+func gobgpRIB(g *testpeer.GoBGP, args ...string) ([]ribPath, error) {
+	out, err := g.CLI(append(slices.Clone(args), "-j")...)
+	if err != nil {
+		if strings.Contains(out, "Network not in table") {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var rib map[string][]gobgpPath
+	if err := json.Unmarshal([]byte(out), &rib); err != nil {
+		return nil, fmt.Errorf("decoding gobgp %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	var paths []ribPath
+	for k, ps := range rib {
+		for _, p := range ps {
+			paths = append(paths, ribPath{Key: k, gobgpPath: p})
+		}
+	}
+	slices.SortFunc(paths, func(a, b ribPath) int {
+		return strings.Compare(a.Key+" "+a.NeighborIP, b.Key+" "+b.NeighborIP)
+	})
+	return paths, nil
+}
+
+// gobgpVPNFamilies are the VPN families of gobgp's CLI the tests look at.
+var gobgpVPNFamilies = []string{"evpn", "vpnv4", "vpnv6"}
+
+// pathsText renders paths briefly for messages: route name and neighbour.
+func pathsText(paths []ribPath) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		out = append(out, p.Key+" from "+p.NeighborIP)
+	}
+	return out
+}
+
+// nlris are the NLRI texts of looking-glass routes.
+func nlris(rs []lgRoute) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.NLRI)
+	}
+	return out
+}
