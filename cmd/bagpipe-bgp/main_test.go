@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -78,6 +79,50 @@ func TestDaemonServesAndStopsCleanly(t *testing.T) {
 	}
 }
 
+// ping GETs /ping and returns its body, failing unless it is a 200.
+func ping(t *testing.T, addr netip.AddrPort) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr.String() + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/ping = %d %q %v", resp.StatusCode, body, err)
+	}
+	return string(bytes.TrimSpace(body))
+}
+
+// TestDaemonRestartChangesPing: agents detect a restart of the daemon by
+// a new /ping value, and then replay their attachments (vpn-and-api §2.3).
+func TestDaemonRestartChangesPing(t *testing.T) {
+	t.Run("vpn-and-api_§7_#3_new_ping_value_after_a_restart", func(t *testing.T) {
+		conf := writeConf(t, fmt.Sprintf(baseConf, 0))
+		addr, stop := startDaemon(t, "--config-file", conf)
+		before := ping(t, addr)
+		if again := ping(t, addr); again != before {
+			t.Fatalf("/ping changed without a restart: %s then %s", before, again)
+		}
+		if code := stop(); code != 0 {
+			t.Fatalf("exit status %d", code)
+		}
+		addr, stop = startDaemon(t, "--config-file", conf)
+		after := ping(t, addr)
+		if code := stop(); code != 0 {
+			t.Fatalf("exit status %d after the restart", code)
+		}
+		for _, v := range []string{before, after} {
+			if n, ok := new(big.Int).SetString(v, 10); !ok || n.Sign() <= 0 {
+				t.Errorf("/ping %q is not a positive integer", v)
+			}
+		}
+		if after == before {
+			t.Errorf("/ping %s before and after the restart", before)
+		}
+	})
+}
+
 func TestDaemonRefusesToStart(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,12 +134,12 @@ func TestDaemonRefusesToStart(t *testing.T) {
 		conf string
 		want string
 	}{
-		// vpn-and-api §8: the original exits 0 when its port is taken.
-		"API port taken":      {fmt.Sprintf(baseConf, port), "address already in use"},
-		"missing my_as":       {"[BGP]\nlocal_address = 127.0.0.1\n", "my_as"},
-		"bad my_as":           {"[BGP]\nlocal_address = 127.0.0.1\nmy_as = abc\n", `my_as: "abc"`},
-		"bad peer":            {fmt.Sprintf(baseConf, 0) + "[BGP]\npeers = not-an-ip\n", "peers"},
-		"no such config file": {"", "no such file"},
+		// vpn-and-api §8 #20: the original exits 0 when its port is taken.
+		"vpn-and-api_§7_#81_API_port_taken": {fmt.Sprintf(baseConf, port), "address already in use"},
+		"vpn-and-api_§7_#82_missing_my_as":  {"[BGP]\nlocal_address = 127.0.0.1\n", "my_as"},
+		"bad my_as":                         {"[BGP]\nlocal_address = 127.0.0.1\nmy_as = abc\n", `my_as: "abc"`},
+		"bad peer":                          {fmt.Sprintf(baseConf, 0) + "[BGP]\npeers = not-an-ip\n", "peers"},
+		"no such config file":               {"", "no such file"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "absent.conf")

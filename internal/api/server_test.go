@@ -138,7 +138,11 @@ func TestRouting(t *testing.T) {
 		{"DELETE", "/attach_localport/x", 404, ""},
 	}
 	for _, tc := range tests {
-		t.Run("vpn-and-api_§7_#1_"+tc.method+"_"+tc.path, func(t *testing.T) {
+		scenario := "#1"
+		if tc.path == "/attach_localport" || tc.path == "/detach_localport" {
+			scenario = "#4"
+		}
+		t.Run("vpn-and-api_§7_"+scenario+"_"+tc.method+"_"+tc.path, func(t *testing.T) {
 			r := s.do(t, tc.method, tc.path, "", "Accept", "application/json")
 			if r.code != tc.code {
 				t.Fatalf("code %d, want %d (body %s)", r.code, tc.code, r.body)

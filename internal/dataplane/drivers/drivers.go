@@ -1,0 +1,66 @@
+// Package drivers builds the dataplane driver of each VPN type from the
+// [DATAPLANE_DRIVER_EVPN] and [DATAPLANE_DRIVER_IPVPN] sections of bgp.conf,
+// for the daemon and the cleanup tool alike, so both always pick the same
+// drivers with the same settings.
+package drivers
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
+)
+
+// Section is the configuration section of the driver of type t.
+func Section(t dataplane.VPNType) string {
+	switch t {
+	case dataplane.EVPN:
+		return "DATAPLANE_DRIVER_EVPN"
+	case dataplane.IPVPN:
+		return "DATAPLANE_DRIVER_IPVPN"
+	}
+	return "DATAPLANE_DRIVER_" + string(t)
+}
+
+// New builds one driver per VPN type. logger gives the logger of the
+// driver of each type (nil: logs discarded). Only the dummy driver exists
+// so far: naming another one is an error, so that a daemon stops at start
+// rather than failing every attach later. Building changes nothing on the
+// host.
+func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
+	sections := []struct {
+		typ dataplane.VPNType
+		dp  config.Dataplane
+	}{
+		{dataplane.EVPN, cfg.EVPN},
+		{dataplane.IPVPN, cfg.IPVPN},
+	}
+	lg := cfg.LookingGlass()
+	out := make(map[dataplane.VPNType]dataplane.Driver, len(sections))
+	for _, sec := range sections {
+		name := Section(sec.typ)
+		if sec.dp.Driver != "dummy" {
+			return nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", name, sec.dp.DriverOption)
+		}
+		// The driver shows its section, as the looking glass's config
+		// shows it.
+		options, _ := lg[name].(map[string]any)
+		var log *slog.Logger
+		if logger != nil {
+			log = logger(sec.typ)
+		}
+		d, err := dummy.New(dummy.Config{
+			Type:         sec.typ,
+			LocalAddress: sec.dp.Address(cfg.BGP),
+			Options:      options,
+			Logger:       log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("[%s]: %w", name, err)
+		}
+		out[sec.typ] = d
+	}
+	return out, nil
+}
