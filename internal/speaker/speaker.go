@@ -149,6 +149,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	// With no peer and no listener nothing above waited: the engine still
+	// serves local VPN instances until the end.
+	<-ctx.Done()
 	// The engine goes last: peers release their workers on the way out.
 	stopEngine()
 	err := <-engDone

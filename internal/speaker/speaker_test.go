@@ -109,3 +109,29 @@ func TestSpeakerListenSocket(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// With no peer and no listener the speaker still runs its engine until the
+// context ends (local VPN instances use it).
+func TestSpeakerWithoutPeersRunsUntilCancelled(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Peers, cfg.Listen = nil, false
+	ctx, cancel := context.WithCancel(t.Context())
+	sp, err := New(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sp.Run(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned before its context ended: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := sp.Engine().Workers(t.Context()); err != nil {
+		t.Fatalf("engine stopped: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
