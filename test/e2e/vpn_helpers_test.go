@@ -3,14 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +15,11 @@ import (
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/api"
 	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/daemon"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
 	"github.com/bagpipe-go/bagpipe/internal/logring"
-	"github.com/bagpipe-go/bagpipe/internal/speaker"
 	"github.com/bagpipe-go/bagpipe/internal/testpeer"
-	"github.com/bagpipe-go/bagpipe/internal/vpn"
-	"github.com/bagpipe-go/bagpipe/internal/vpnapi"
 )
 
 // node is one whole bagpipe-bgp daemon run in-process: BGP speaker, VPN
@@ -71,15 +66,10 @@ dataplane_local_address = %[2]s
 // nodeStopTimeout bounds each step of a node's shutdown.
 const nodeStopTimeout = 15 * time.Second
 
-// startNode builds and runs a daemon from its bgp.conf text, and stops it
-// when the test ends.
-//
-// The wiring repeats what serve in cmd/bagpipe-bgp does (same parts, same
-// order, same shutdown sequence: API, then VPN manager, then speaker),
-// because serve lives in package main and cannot be called from here; it
-// differs only in keeping the dummy drivers, which the test reads. A
-// constructor shared by both (e.g. an internal/daemon package returning the
-// parts) would remove the copy.
+// startNode builds and runs a daemon from its bgp.conf text, as
+// cmd/bagpipe-bgp does (internal/daemon), and stops it when the test ends.
+// Its drivers are the dummy ones the configuration names, which the test
+// reads.
 func startNode(t *testing.T, name string, bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) *node {
 	t.Helper()
 	conf := nodeConf(bgpAddr, dpAddr, gobgpd, gobgpdPort)
@@ -93,121 +83,51 @@ func startNode(t *testing.T, name string, bgpAddr, dpAddr, gobgpd netip.Addr, go
 	logs := logring.NewBuffer(0)
 	log := slog.New(api.NewLogHandler(testLogger(t).Handler(), logs)).With("node", name)
 
+	d, err := daemon.New(t.Context(), cfg, log, logs, daemon.Options{Version: "e2e", CloseTimeout: nodeStopTimeout})
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
 	n := &node{name: name, bgpAddr: cfg.BGP.LocalAddress, dpAddr: cfg.EVPN.Address(cfg.BGP)}
-	lg := cfg.LookingGlass()
-	drivers := map[dataplane.VPNType]dataplane.Driver{}
-	for _, sec := range []struct {
-		typ  dataplane.VPNType
-		name string
-		dp   config.Dataplane
-		keep **dummy.Driver
-	}{
-		{dataplane.EVPN, "DATAPLANE_DRIVER_EVPN", cfg.EVPN, &n.evpn},
-		{dataplane.IPVPN, "DATAPLANE_DRIVER_IPVPN", cfg.IPVPN, &n.ipvpn},
-	} {
-		options, _ := lg[sec.name].(map[string]any)
-		d, err := dummy.New(dummy.Config{
-			Type:         sec.typ,
-			LocalAddress: sec.dp.Address(cfg.BGP),
-			Options:      options,
-			Logger:       log.With(api.LoggerKey, "dataplane."+string(sec.typ)),
-		})
-		if err != nil {
-			t.Fatalf("node %s: [%s]: %v", name, sec.name, err)
-		}
-		drivers[sec.typ] = d
-		*sec.keep = d
+	var ok bool
+	if n.evpn, ok = d.Drivers()[dataplane.EVPN].(*dummy.Driver); !ok {
+		d.Close()
+		t.Fatalf("node %s: E-VPN driver %T, want the dummy one", name, d.Drivers()[dataplane.EVPN])
 	}
-
-	// As in serve: the speaker runs until the VPN manager is closed.
-	spCtx, stopSpeaker := context.WithCancel(context.Background())
-	sp, err := speaker.New(spCtx, cfg.BGP, log)
-	if err != nil {
-		stopSpeaker()
-		t.Fatalf("node %s: speaker: %v", name, err)
-	}
-	mgr, err := vpn.New(vpn.Config{
-		Engine:       sp.Engine(),
-		Drivers:      drivers,
-		LocalAddress: cfg.BGP.LocalAddress,
-		Logger:       log.With(api.LoggerKey, "vpn"),
-	})
-	if err != nil {
-		sp.Close()
-		stopSpeaker()
-		t.Fatalf("node %s: VPN manager: %v", name, err)
-	}
-	srv, err := api.New(api.Config{
-		Logger:    log.With("name", "api"),
-		Logs:      logs,
-		Version:   "e2e",
-		StartTime: time.Now(),
-		ConfigLG:  lg,
-		BGP:       sp.Source(),
-		VPN:       vpnapi.NewSource(mgr, sp.Engine()),
-		Attach:    vpnapi.NewHandler(mgr),
-	})
-	if err != nil {
-		sp.Close()
-		stopSpeaker()
-		t.Fatalf("node %s: REST API: %v", name, err)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.API.Host, strconv.Itoa(int(cfg.API.Port))))
-	if err != nil {
-		sp.Close()
-		stopSpeaker()
-		t.Fatalf("node %s: REST API: %v", name, err)
+	if n.ipvpn, ok = d.Drivers()[dataplane.IPVPN].(*dummy.Driver); !ok {
+		d.Close()
+		t.Fatalf("node %s: IP VPN driver %T, want the dummy one", name, d.Drivers()[dataplane.IPVPN])
 	}
 	// The client has its own transport, so that its idle connections can
 	// be closed at the end (goleak would see their goroutines otherwise).
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	n.api, err = client.New("http://"+ln.Addr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
+	n.api, err = client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
 		client.WithTimeout(10*time.Second))
 	if err != nil {
-		ln.Close()
-		sp.Close()
-		stopSpeaker()
+		d.Close()
 		t.Fatalf("node %s: REST client: %v", name, err)
 	}
 
-	apiCtx, stopAPI := context.WithCancel(context.Background())
-	spDone := make(chan error, 1)
-	apiDone := make(chan error, 1)
-	go func() { spDone <- sp.Run(spCtx) }()
-	go func() { apiDone <- srv.Serve(apiCtx, ln) }()
-
+	// Not t.Context(): that ends before cleanups run, and the node must
+	// serve until its cleanup stops it.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
-		stopAPI()
-		if err := waitDone(apiDone); err != nil {
-			t.Errorf("node %s: REST API: %v", name, err)
-		}
-		closeCtx, cancel := context.WithTimeout(context.Background(), nodeStopTimeout)
-		if err := mgr.Close(closeCtx); err != nil {
-			t.Errorf("node %s: closing the VPN manager: %v", name, err)
-		}
-		cancel()
-		stopSpeaker()
-		if err := waitDone(spDone); err != nil {
-			t.Errorf("node %s: speaker: %v", name, err)
+		stop()
+		// Run bounds the VPN manager's shutdown by nodeStopTimeout; the
+		// API and the speaker get as much again.
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("node %s: %v", name, err)
+			}
+		case <-time.After(3 * nodeStopTimeout):
+			t.Errorf("node %s: not stopped %v after its context ended", name, 3*nodeStopTimeout)
 		}
 	})
 	return n
-}
-
-// waitDone waits, bounded, for a part's run function to return; stopping
-// is not an error.
-func waitDone(done <-chan error) error {
-	select {
-	case err := <-done:
-		if errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return err
-	case <-time.After(nodeStopTimeout):
-		return fmt.Errorf("did not stop %v after its context ended", nodeStopTimeout)
-	}
 }
 
 // vpnTopology is gobgpd as route reflector with RTC, and three daemons as

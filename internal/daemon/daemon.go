@@ -1,0 +1,229 @@
+// Package daemon assembles one bagpipe-bgp node — the BGP speaker, the VPN
+// manager with its dataplane drivers, the REST API — and runs it. The
+// command and the end-to-end tests build their nodes here, so both run the
+// same parts wired and stopped the same way.
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/api"
+	"github.com/bagpipe-go/bagpipe/internal/cmdline"
+	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/drivers"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
+	"github.com/bagpipe-go/bagpipe/internal/speaker"
+	"github.com/bagpipe-go/bagpipe/internal/vpn"
+	"github.com/bagpipe-go/bagpipe/internal/vpnapi"
+)
+
+// DefaultCloseTimeout bounds the VPN manager's shutdown when Options does
+// not: instances clean up their dataplanes and withdraw their routes.
+const DefaultCloseTimeout = 10 * time.Second
+
+// Options are what a caller may change in a node beyond its configuration.
+type Options struct {
+	// Drivers, when not nil, are the dataplane drivers by VPN type, used
+	// instead of those the configuration names (tests keep handles on
+	// them). When nil they are built from the configuration.
+	Drivers map[dataplane.VPNType]dataplane.Driver
+	// Version shown by the looking glass and logged at start; "" means
+	// cmdline.Version.
+	Version string
+	// CloseTimeout bounds the VPN manager's shutdown; 0 means
+	// DefaultCloseTimeout.
+	CloseTimeout time.Duration
+}
+
+// Node is one assembled bagpipe-bgp: built by New, run once by Run.
+type Node struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	closeTO time.Duration
+
+	drivers map[dataplane.VPNType]dataplane.Driver
+	sp      *speaker.Speaker
+	mgr     *vpn.Manager
+	srv     *api.Server
+	ln      net.Listener // the REST API's; Serve closes it
+
+	// used is set by the first Run or Close: a node runs at most once and
+	// its sockets are released once.
+	used atomic.Bool
+}
+
+// New builds a node from cfg; nothing runs until Run. The BGP and REST
+// sockets are bound here, so a taken port is reported at start. log is the
+// node's logger; logs, when not nil, is the buffer of WARNING+ records the
+// looking glass shows (fed by log's handler, see api.NewLogHandler).
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logring.Buffer, opts Options) (*Node, error) {
+	if cfg == nil {
+		return nil, errors.New("daemon: no configuration")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	start := time.Now()
+	n := &Node{
+		cfg:     cfg,
+		log:     log,
+		version: cmp.Or(opts.Version, cmdline.Version),
+		closeTO: cmp.Or(opts.CloseTimeout, DefaultCloseTimeout),
+		drivers: maps.Clone(opts.Drivers),
+	}
+	if n.drivers == nil {
+		dps, err := drivers.New(cfg, func(t dataplane.VPNType) *slog.Logger {
+			return log.With(api.LoggerKey, "dataplane."+string(t))
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.drivers = dps
+	}
+	sp, err := speaker.New(ctx, cfg.BGP, log)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := vpn.New(vpn.Config{
+		Engine:       sp.Engine(),
+		Drivers:      n.drivers,
+		LocalAddress: cfg.BGP.LocalAddress,
+		Logger:       log.With(api.LoggerKey, "vpn"),
+	})
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	srv, err := api.New(api.Config{
+		Logger:    log.With("name", "api"),
+		Logs:      logs,
+		Version:   n.version,
+		StartTime: start,
+		ConfigLG:  cfg.LookingGlass(),
+		BGP:       sp.Source(),
+		VPN:       vpnapi.NewSource(mgr, sp.Engine()),
+		Attach:    vpnapi.NewHandler(mgr),
+	})
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	apiAddr := net.JoinHostPort(cfg.API.Host, strconv.Itoa(int(cfg.API.Port)))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", apiAddr)
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("REST API on %s: %w", apiAddr, err)
+	}
+	n.sp, n.mgr, n.srv, n.ln = sp, mgr, srv, ln
+	return n, nil
+}
+
+// Speaker is the node's BGP speaker (engine, peers, listener).
+func (n *Node) Speaker() *speaker.Speaker { return n.sp }
+
+// Manager is the node's VPN manager.
+func (n *Node) Manager() *vpn.Manager { return n.mgr }
+
+// Drivers are the node's dataplane drivers by VPN type, as given in
+// Options or built from the configuration (not the manager's lazy
+// wrappers), so that a caller can reach a driver's own methods.
+func (n *Node) Drivers() map[dataplane.VPNType]dataplane.Driver { return maps.Clone(n.drivers) }
+
+// APIAddr is the address the REST API listens on (its port is the chosen
+// one when the configuration asks for port 0).
+func (n *Node) APIAddr() netip.AddrPort {
+	ap := n.ln.Addr().(*net.TCPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Run serves until ctx is done or a part fails, then stops everything and
+// returns once all has stopped. The order out is: the API first (no new
+// attach), then the VPN manager (its instances withdraw their routes
+// through the still running engine), then the speaker. Stopping because
+// ctx is done is no error. Run may be called once, and not after Close.
+func (n *Node) Run(ctx context.Context) error {
+	if n.used.Swap(true) {
+		return errors.New("daemon: node already run or closed")
+	}
+	cfg, log := n.cfg, n.log
+	log.Info("bagpipe-bgp starting", "version", n.version, "api", n.ln.Addr().String(), "bgp_listen", n.sp.ListenAddr().String(),
+		"local_address", cfg.BGP.LocalAddress.String(), "my_as", cfg.BGP.MyAS, "peers", len(cfg.BGP.Peers), "enable_rtc", cfg.BGP.EnableRTC,
+		"evpn_dataplane", cfg.EVPN.Driver, "ipvpn_dataplane", cfg.IPVPN.Driver)
+
+	// The speaker outlives ctx: it must run until the VPN manager is closed.
+	spCtx, stopSpeaker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSpeaker()
+	apiCtx, stopAPI := context.WithCancel(ctx)
+	defer stopAPI()
+	spDone := make(chan error, 1)
+	apiDone := make(chan error, 1)
+	go func() { spDone <- n.sp.Run(spCtx) }()
+	go func() { apiDone <- n.srv.Serve(apiCtx, n.ln) }()
+
+	var apiErr, spErr error
+	apiStopped, spStopped := false, false
+	select {
+	case <-ctx.Done():
+		log.Info("stop requested, stopping", "reason", context.Cause(ctx).Error())
+	case apiErr = <-apiDone:
+		apiStopped = true
+		apiErr = cmp.Or(apiErr, errors.New("REST API stopped unexpectedly"))
+	case spErr = <-spDone:
+		spStopped = true
+		spErr = cmp.Or(spErr, errors.New("BGP speaker stopped unexpectedly"))
+	}
+	stopAPI()
+	if !apiStopped {
+		apiErr = <-apiDone
+	}
+	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), n.closeTO)
+	mgrErr := n.mgr.Close(closeCtx)
+	cancelClose()
+	if mgrErr != nil {
+		mgrErr = fmt.Errorf("VPN instances: %w", mgrErr)
+	}
+	stopSpeaker()
+	if !spStopped {
+		spErr = <-spDone
+	}
+	if err := errors.Join(ignoreStop(apiErr), mgrErr, ignoreStop(spErr)); err != nil {
+		return err
+	}
+	log.Info("bagpipe-bgp stopped")
+	return nil
+}
+
+// Close releases what New bound (REST and BGP sockets) for a node that
+// will not run; Run releases everything itself, and Close after Run does
+// nothing.
+func (n *Node) Close() {
+	if n.used.Swap(true) {
+		return
+	}
+	// The API never served, so instances exist only when a caller
+	// attached through Manager directly; closing also refuses later ones.
+	ctx, cancel := context.WithTimeout(context.Background(), n.closeTO)
+	_ = n.mgr.Close(ctx)
+	cancel()
+	n.ln.Close()
+	n.sp.Close()
+}
+
+func ignoreStop(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
