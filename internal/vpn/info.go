@@ -10,6 +10,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/vpn/tracker"
 )
 
@@ -57,6 +58,10 @@ type InstanceInfo struct {
 	// StitchedEVI is the external id of the EVI stitched into the VRF, ""
 	// when none.
 	StitchedEVI string
+
+	// Logs are the instance's WARNING+ records, newest first, at most
+	// logring.DefaultSize (the looking glass's logs).
+	Logs []logring.Record
 }
 
 // GatewayPortInfo is the looking glass's gateway_port of an EVI.
@@ -110,6 +115,7 @@ func (in *instance) snapshot() InstanceInfo {
 		Label:       in.label,
 		VNI:         in.vni,
 		Ports:       map[string][]EndpointInfo{},
+		Logs:        in.logs.Records(),
 	}
 	info.PrefixLen = in.prefixLen
 	if in.rd != nil {

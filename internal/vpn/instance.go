@@ -16,6 +16,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 )
 
 // op is an API call (or a looking-glass read) run on an instance's
@@ -156,6 +157,10 @@ type instance struct {
 	vni    uint32       // forced VNI, 0 if none
 	create AttachParams // the attach that created it (creation-only parameters)
 	log    *slog.Logger
+	// logs keeps the instance's WARNING+ records for the looking glass;
+	// never cleared: an instance lives from its first attach to its last
+	// detach, and its records go with it.
+	logs *logring.Buffer
 
 	ops       chan *op
 	done      chan struct{} // closed when the goroutine has ended
@@ -201,6 +206,7 @@ func newInstance(m *Manager, drv dataplane.Driver, id uint32, p AttachParams, fi
 		prefix = "VRF"
 	}
 	name := fmt.Sprintf("%s-%d", prefix, id)
+	logs := logring.NewBuffer(logring.DefaultSize)
 	in := &instance{
 		m:         m,
 		drv:       drv,
@@ -210,7 +216,8 @@ func newInstance(m *Manager, drv dataplane.Driver, id uint32, p AttachParams, fi
 		name:      name,
 		vni:       p.VNI,
 		create:    p,
-		log:       m.log.With("instance", name, "external_instance_id", p.ExternalID),
+		log:       instanceLogger(m.log, logs, name, p.ExternalID),
+		logs:      logs,
 		ops:       make(chan *op),
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
@@ -232,6 +239,16 @@ func newInstance(m *Manager, drv dataplane.Driver, id uint32, p AttachParams, fi
 		in.kind = newEVI(in)
 	}
 	return in
+}
+
+// instanceLogger is the instance's logger: records still go to the
+// manager's logger (the daemon log and the global looking glass list), and
+// its WARNING+ records are also kept in logs for the instance's own list,
+// which leaves out the instance's name and external id: they are the
+// looking glass object's id already.
+func instanceLogger(log *slog.Logger, logs *logring.Buffer, name, ext string) *slog.Logger {
+	h := logring.NewHandler(log.Handler(), logs, logring.Options{Omit: []string{"instance", "external_instance_id"}})
+	return slog.New(h).With("instance", name, "external_instance_id", ext)
 }
 
 func (in *instance) start() { go in.run() }

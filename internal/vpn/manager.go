@@ -15,6 +15,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/vpn/ident"
 )
 
@@ -40,16 +41,24 @@ type Config struct {
 	// os.Hostname().
 	Hostname string
 	Logger   *slog.Logger
+	// DriverLogs are, by VPN type, buffers for the WARNING+ records about
+	// each driver, which the looking glass shows as the driver's logs; the
+	// manager creates the missing ones. A caller passes its own to have the
+	// driver's own logger feed the same list (see logring.NewHandler).
+	DriverLogs map[dataplane.VPNType]*logring.Buffer
 }
 
 // Manager owns the VPN instances and the process-wide identifiers. All its
 // methods are safe for concurrent use.
 type Manager struct {
-	eng      *engine.Engine
-	drivers  map[dataplane.VPNType]dataplane.Driver
-	local    netip.Addr
-	hostname string
-	log      *slog.Logger
+	eng     *engine.Engine
+	drivers map[dataplane.VPNType]dataplane.Driver
+	// driverLogs keep each driver's WARNING+ records; never cleared, as
+	// the drivers live as long as the manager.
+	driverLogs map[dataplane.VPNType]*logring.Buffer
+	local      netip.Addr
+	hostname   string
+	log        *slog.Logger
 
 	labels *ident.Allocator
 	rds    *ident.RDAllocator
@@ -84,6 +93,7 @@ func New(cfg Config) (*Manager, error) {
 		host, _ = os.Hostname()
 	}
 	drivers := make(map[dataplane.VPNType]dataplane.Driver, len(cfg.Drivers))
+	driverLogs := make(map[dataplane.VPNType]*logring.Buffer, len(cfg.Drivers))
 	for t, d := range cfg.Drivers {
 		if d == nil {
 			continue
@@ -91,11 +101,21 @@ func New(cfg Config) (*Manager, error) {
 		if d.Type() != t {
 			return nil, fmt.Errorf("vpn manager: driver for %s serves %s", t, d.Type())
 		}
-		drivers[t] = dataplane.NewLazy(d, log)
+		buf := cfg.DriverLogs[t]
+		if buf == nil {
+			buf = logring.NewBuffer(logring.DefaultSize)
+		}
+		driverLogs[t] = buf
+		// The lazy wrapper's warnings (a failed reset) are about the
+		// driver: they go to its list as well as to the manager's log.
+		// The VPN type is the looking glass object's id already.
+		dlog := slog.New(logring.NewHandler(log.Handler(), buf, logring.Options{Omit: []string{"vpn_type"}}))
+		drivers[t] = dataplane.NewLazy(d, dlog)
 	}
 	return &Manager{
 		eng:           cfg.Engine,
 		drivers:       drivers,
+		driverLogs:    driverLogs,
 		local:         cfg.LocalAddress,
 		hostname:      host,
 		log:           log,
@@ -401,6 +421,17 @@ func (m *Manager) Drivers() map[dataplane.VPNType]dataplane.Driver {
 		out[t] = d
 	}
 	return out
+}
+
+// DriverLogs returns the WARNING+ records about the driver of type t,
+// newest first (the looking glass's /vpns/dataplane/drivers/<type>/logs);
+// nil when there is no such driver.
+func (m *Manager) DriverLogs(t dataplane.VPNType) []logring.Record {
+	buf := m.driverLogs[t]
+	if buf == nil {
+		return nil
+	}
+	return buf.Records()
 }
 
 // Close stops every instance (their dataplanes are cleaned up, their routes

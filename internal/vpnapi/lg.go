@@ -13,6 +13,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/vpn"
 )
 
@@ -23,6 +24,9 @@ type LGManager interface {
 	Instance(ctx context.Context, externalID string) (vpn.InstanceInfo, bool, error)
 	Labels() map[uint32]string
 	Drivers() map[dataplane.VPNType]dataplane.Driver
+	// DriverLogs are the WARNING+ records about the driver of a type,
+	// newest first.
+	DriverLogs(t dataplane.VPNType) []logring.Record
 }
 
 // Engine is what the looking glass reads of the route table engine: the
@@ -156,7 +160,7 @@ func (s *Source) instanceNode(info vpn.InstanceInfo) api.Node {
 			}
 			return api.RoutesLG(r, routes, info.Name), nil
 		}),
-		api.Subtree("logs", func(*api.Request) (any, error) { return []api.Fields{}, nil }),
+		api.Subtree("logs", func(*api.Request) (any, error) { return api.LogsLG(info.Logs, false), nil }),
 	)
 	return &api.Object{Items: items}
 }
@@ -268,6 +272,8 @@ func instanceDataplane(info vpn.InstanceInfo) api.Node {
 				{Key: "href", Value: r.RootHref("vpns", "dataplane", "drivers", string(info.Type))},
 			}, nil
 		}),
+		// Always empty: a dataplane instance has no logger of its own; the
+		// failures of its calls are logged by the VPN instance (its logs).
 		api.Subtree("logs", func(*api.Request) (any, error) { return []api.Fields{}, nil }),
 	}
 	for _, it := range info.Dataplane {
@@ -365,7 +371,9 @@ func (s *Source) driverByType(_ *api.Request, id string) (api.Node, error) {
 		api.Value("supported_encaps", encaps),
 		api.Value("config", config),
 		api.Value("kernel_release", info.KernelRelease),
-		api.Subtree("logs", func(*api.Request) (any, error) { return []api.Fields{}, nil }),
+		api.Subtree("logs", func(*api.Request) (any, error) {
+			return api.LogsLG(s.m.DriverLogs(dataplane.VPNType(id)), false), nil
+		}),
 	}
 	for _, it := range info.Extra {
 		items = append(items, api.Value(it.Name, it.Value))
