@@ -180,15 +180,7 @@ func (e *Engine) Workers(ctx context.Context) ([]WorkerInfo, error) {
 		}
 		e.mu.Unlock()
 		for _, w := range ws {
-			info := WorkerInfo{Name: w.name, Kind: w.kind, Advertised: len(w.routes)}
-			for m := range w.matches {
-				info.Matches = append(info.Matches, m)
-			}
-			slices.SortFunc(info.Matches, compareMatch)
-			w.qmu.Lock()
-			info.QueueLen, info.Dropped, info.Overflows = len(w.queue), w.dropped, w.overflows
-			w.qmu.Unlock()
-			out = append(out, info)
+			out = append(out, w.info())
 		}
 	})
 	if err != nil {
@@ -196,6 +188,33 @@ func (e *Engine) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b WorkerInfo) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// Worker is the snapshot of one registered worker; found is false when no
+// worker has that name.
+func (e *Engine) Worker(ctx context.Context, name string) (info WorkerInfo, found bool, err error) {
+	err = e.call(ctx, func() {
+		e.mu.Lock()
+		w := e.names[name]
+		e.mu.Unlock()
+		if w != nil {
+			info, found = w.info(), true
+		}
+	})
+	return info, found, err
+}
+
+// info snapshots w; on the engine goroutine.
+func (w *Worker) info() WorkerInfo {
+	info := WorkerInfo{Name: w.name, Kind: w.kind, Advertised: len(w.routes)}
+	for m := range w.matches {
+		info.Matches = append(info.Matches, m)
+	}
+	slices.SortFunc(info.Matches, compareMatch)
+	w.qmu.Lock()
+	info.QueueLen, info.Dropped, info.Overflows = len(w.queue), w.dropped, w.overflows
+	w.qmu.Unlock()
+	return info
 }
 
 // Counts returns the looking-glass route counters (RTC routes left out).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,19 +133,24 @@ func (h *harness) events(w *Worker) []Event {
 	return evs
 }
 
+// info is the snapshot of one worker, which must be listed by Workers too.
 func (h *harness) info(name string) WorkerInfo {
 	h.t.Helper()
+	w, found, err := h.e.Worker(h.ctx, name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !found {
+		h.t.Fatalf("worker %s not found", name)
+	}
 	ws, err := h.e.Workers(h.ctx)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, w := range ws {
-		if w.Name == name {
-			return w
-		}
+	if !slices.ContainsFunc(ws, func(x WorkerInfo) bool { return x.Name == name }) {
+		h.t.Fatalf("worker %s found but not listed", name)
 	}
-	h.t.Fatalf("worker %s not listed", name)
-	return WorkerInfo{}
+	return w
 }
 
 // ev is an expected event: type, route (compared with Equal, so labels,

@@ -31,10 +31,10 @@ type LGManager interface {
 
 // Engine is what the looking glass reads of the route table engine: the
 // routes an instance publishes and its queue and subscriptions
-// (*engine.Engine and api.BGPSource have it).
+// (*engine.Engine has it).
 type Engine interface {
 	AdvertisedBy(ctx context.Context, worker string) ([]*bgp.Route, error)
-	Workers(ctx context.Context) ([]engine.WorkerInfo, error)
+	Worker(ctx context.Context, name string) (engine.WorkerInfo, bool, error)
 }
 
 // Source is the looking glass's /vpns subtree (vpn-and-api §4), an
@@ -242,16 +242,11 @@ func fallbackLG(f *dataplane.Fallback) any {
 // worker is the engine's view of one worker; an empty one when the engine
 // does not list it.
 func (s *Source) worker(ctx context.Context, name string) (engine.WorkerInfo, error) {
-	ws, err := s.eng.Workers(ctx)
-	if err != nil {
-		return engine.WorkerInfo{}, err
+	w, found, err := s.eng.Worker(ctx, name)
+	if err != nil || !found {
+		return engine.WorkerInfo{Name: name}, err
 	}
-	for _, w := range ws {
-		if w.Name == name {
-			return w, nil
-		}
-	}
-	return engine.WorkerInfo{Name: name}, nil
+	return w, nil
 }
 
 // instanceType is the original's class-based name of the instance type.
