@@ -48,7 +48,11 @@ func (l *Lazy) init(ctx context.Context) error {
 	if l.ready {
 		return nil
 	}
-	if err := l.Driver.ResetState(ctx); err != nil {
+	reset := l.Driver.ResetState
+	if a, ok := l.Driver.(StateAdopter); ok {
+		reset = a.AdoptState
+	}
+	if err := reset(ctx); err != nil {
 		// Leftovers may make Initialize fail, which is then reported; a
 		// partial reset alone must not keep the VPN type from working.
 		l.log.Warn("dataplane reset failed", "vpn_type", string(l.Driver.Type()), "error", err)
@@ -61,3 +65,11 @@ func (l *Lazy) init(ctx context.Context) error {
 }
 
 var _ Driver = (*Lazy)(nil)
+
+// StateAdopter is a Driver that can keep what a previous run of the daemon
+// left in the dataplane and reconcile it, instead of wiping it: Lazy then
+// runs AdoptState where it would run ResetState (whose error is handled the
+// same way). The cleanup tool still calls ResetState.
+type StateAdopter interface {
+	AdoptState(ctx context.Context) error
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/config"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
 )
 
 // Section is the configuration section of the driver of type t.
@@ -39,9 +40,21 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 	}
 	lg := cfg.LookingGlass()
 	out := make(map[dataplane.VPNType]dataplane.Driver, len(sections))
+	built := false
+	defer func() {
+		// A driver holding sockets must not outlive a failed build.
+		if !built {
+			for _, d := range out {
+				if c, ok := d.(interface{ Close() }); ok {
+					c.Close()
+				}
+			}
+		}
+	}()
 	for _, sec := range sections {
 		name := Section(sec.typ)
-		if sec.dp.Driver != "dummy" {
+		linuxEVPN := sec.typ == dataplane.EVPN && sec.dp.Driver == "linux"
+		if sec.dp.Driver != "dummy" && !linuxEVPN {
 			return nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", name, sec.dp.DriverOption)
 		}
 		// The driver shows its section, as the looking glass's config
@@ -50,6 +63,23 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 		var log *slog.Logger
 		if logger != nil {
 			log = logger(sec.typ)
+		}
+		if linuxEVPN {
+			opts, err := linux.ParseOptions(sec.dp.Options)
+			if err != nil {
+				return nil, fmt.Errorf("[%s]: %w", name, err)
+			}
+			d, err := linux.New(linux.Config{
+				LocalAddress: sec.dp.Address(cfg.BGP),
+				Options:      opts,
+				ConfigLG:     options,
+				Logger:       log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("[%s]: %w", name, err)
+			}
+			out[sec.typ] = d
+			continue
 		}
 		d, err := dummy.New(dummy.Config{
 			Type:         sec.typ,
@@ -62,5 +92,6 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 		}
 		out[sec.typ] = d
 	}
+	built = true
 	return out, nil
 }
