@@ -1,0 +1,408 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/bagpipe-go/bagpipe/client"
+	"github.com/bagpipe-go/bagpipe/internal/api"
+	"github.com/bagpipe-go/bagpipe/internal/config"
+	"github.com/bagpipe-go/bagpipe/internal/daemon"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
+	"github.com/bagpipe-go/bagpipe/internal/logring"
+	"github.com/bagpipe-go/bagpipe/internal/testnet"
+	"github.com/bagpipe-go/bagpipe/internal/testpeer"
+)
+
+// linuxNode is one bagpipe-bgp daemon run in-process whose E-VPN dataplane
+// is the Linux driver programming a testnet host's namespace. Its control
+// plane (BGP, REST API) stays on loopback in the test's own namespace: Go
+// opens a socket in the namespace of the thread that opens it, and the
+// daemon's goroutines run on any thread.
+type linuxNode struct {
+	*node
+	host *testnet.Host
+	// vm is the node's VM, nil for a node without one.
+	vm *testnet.Host
+	// vmMAC and vmIP are the VM's eth0 addresses, as attached.
+	vmMAC net.HardwareAddr
+	vmIP  netip.Addr
+}
+
+// linuxNodeConf is the node's bgp.conf: as nodeConf, but with the Linux
+// E-VPN driver and the host's fabric address as VTEP.
+func linuxNodeConf(bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) string {
+	return fmt.Sprintf(`[BGP]
+local_address = %[1]s
+peers = %[3]s
+my_as = %[5]d
+enable_rtc = True
+bgp_port = %[4]d
+listen = False
+hold_time = 30
+connect_retry = 1
+
+[API]
+host = 127.0.0.1
+port = 0
+
+[DATAPLANE_DRIVER_EVPN]
+dataplane_driver = linux
+dataplane_local_address = %[2]s
+
+[DATAPLANE_DRIVER_IPVPN]
+dataplane_driver = dummy
+dataplane_local_address = %[2]s
+`, bgpAddr, dpAddr, gobgpd, gobgpdPort, testAS)
+}
+
+// startLinuxNode builds a daemon from its bgp.conf text with the Linux
+// E-VPN driver bound to host's namespace (the rest as the configuration
+// says), runs it, and stops it when the test ends, then closes the driver.
+func startLinuxNode(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.Host, gobgpd netip.Addr, gobgpdPort int) *linuxNode {
+	t.Helper()
+	conf := linuxNodeConf(bgpAddr, host.Addr(), gobgpd, gobgpdPort)
+	cfg, err := config.Parse([]config.Source{{Name: name + "/bgp.conf", Data: []byte(conf)}}, config.Options{})
+	if err != nil {
+		t.Fatalf("node %s: configuration: %v", name, err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Fatalf("node %s: configuration warnings: %v", name, cfg.Warnings)
+	}
+	logs := logring.NewBuffer(0)
+	log := slog.New(api.NewLogHandler(testLogger(t).Handler(), logs)).With("node", name)
+
+	opts, err := linux.ParseOptions(cfg.EVPN.Options)
+	if err != nil {
+		t.Fatalf("node %s: E-VPN driver options: %v", name, err)
+	}
+	ns, err := netns.GetFromPath(host.Path())
+	if err != nil {
+		t.Fatalf("node %s: namespace of host %s: %v", name, host.Name(), err)
+	}
+	// The driver opens its netlink sockets in the namespace at New; they
+	// keep it, so the descriptor is not needed afterwards.
+	evpn, err := linux.New(linux.Config{
+		LocalAddress: cfg.EVPN.Address(cfg.BGP),
+		Options:      opts,
+		Netns:        &ns,
+		Logger:       log.With(api.LoggerKey, "dataplane.evpn"),
+	})
+	_ = ns.Close()
+	if err != nil {
+		t.Fatalf("node %s: linux E-VPN driver: %v", name, err)
+	}
+	// Registered before the node's stop, so it runs after it: the VPN
+	// manager cleans its instances' devices up through the driver.
+	t.Cleanup(evpn.Close)
+	ipvpn, err := dummy.New(dummy.Config{Type: dataplane.IPVPN, LocalAddress: cfg.IPVPN.Address(cfg.BGP)})
+	if err != nil {
+		t.Fatalf("node %s: dummy IP VPN driver: %v", name, err)
+	}
+
+	d, err := daemon.New(t.Context(), cfg, log, logs, daemon.Options{
+		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: evpn, dataplane.IPVPN: ipvpn},
+		Version:      "e2e",
+		CloseTimeout: nodeStopTimeout,
+	})
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	n := &linuxNode{
+		node: &node{name: name, bgpAddr: cfg.BGP.LocalAddress, dpAddr: cfg.EVPN.Address(cfg.BGP), ipvpn: ipvpn},
+		host: host,
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	n.api, err = client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
+		client.WithTimeout(10*time.Second))
+	if err != nil {
+		d.Close()
+		t.Fatalf("node %s: REST client: %v", name, err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("node %s: %v", name, err)
+			}
+		case <-time.After(3 * nodeStopTimeout):
+			t.Errorf("node %s: not stopped %v after its context ended", name, 3*nodeStopTimeout)
+		}
+	})
+	return n
+}
+
+// linuxTopology is the E-VPN e2e network: a testnet fabric with one host
+// per node, gobgpd as route reflector with RTC on loopback, and the nodes.
+type linuxTopology struct {
+	net   *testnet.Net
+	gb    *testpeer.GoBGP
+	nodes []*linuxNode
+}
+
+// linuxSpec describes one node of the topology.
+type linuxSpec struct {
+	name    string
+	bgpAddr string // loopback, for BGP
+	hostPfx string // fabric address of its host: its VTEP
+	// vmMAC and vmPfx describe its VM; empty for a node without one.
+	vmMAC, vmPfx string
+}
+
+// startLinuxTopology builds the fabric and hosts (and VMs), starts gobgpd
+// and the nodes, and waits until every session is up with RTC active.
+func startLinuxTopology(t *testing.T, specs []linuxSpec) *linuxTopology {
+	t.Helper()
+	tn, err := testnet.New(t, testnet.Options{})
+	if err != nil {
+		t.Fatalf("testnet: %v", err)
+	}
+	rr := netip.MustParseAddr("127.0.0.1")
+	port := testpeer.FreePort(t)
+	var neighbors []testpeer.GoBGPNeighbor
+	for _, s := range specs {
+		neighbors = append(neighbors, testpeer.GoBGPNeighbor{
+			Address:              s.bgpAddr,
+			RouteReflectorClient: true,
+			Passive:              true,
+			LocalAddress:         rr.String(),
+			HoldTime:             30,
+			KeepaliveInterval:    10,
+		})
+	}
+	g := testpeer.StartGoBGP(t, testpeer.GoBGPConfig{ListenAddress: rr.String(), ListenPort: port, Neighbors: neighbors})
+	top := &linuxTopology{net: tn, gb: g}
+	for _, s := range specs {
+		host, err := tn.AddHost(strings.ToLower(s.name), netip.MustParsePrefix(s.hostPfx))
+		if err != nil {
+			t.Fatalf("host of node %s: %v", s.name, err)
+		}
+		n := startLinuxNode(t, s.name, netip.MustParseAddr(s.bgpAddr), host, rr, port)
+		if s.vmMAC != "" {
+			mac, err := net.ParseMAC(s.vmMAC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pfx := netip.MustParsePrefix(s.vmPfx)
+			if n.vm, err = host.AddVM("vm"+strings.ToLower(s.name), mac, pfx); err != nil {
+				t.Fatalf("VM of node %s: %v", s.name, err)
+			}
+			n.vmMAC, n.vmIP = mac, pfx.Addr()
+		}
+		top.nodes = append(top.nodes, n)
+	}
+	vt := &vpnTopology{gb: g}
+	for _, n := range top.nodes {
+		vt.waitSession(t, n.node)
+	}
+	return top
+}
+
+// evpnEndpoint is the E-VPN endpoint of n's VM in instance ext.
+func (n *linuxNode) evpnEndpoint(ext string, vni int, rt string) endpoint {
+	return endpoint{typ: client.EVPN, ext: ext, mac: n.vmMAC.String(), ip: n.vmIP.String(), port: n.vm.Port(),
+		vni: vni, imports: []string{rt}, exps: []string{rt}}
+}
+
+// devNames are the names of the bridge and VXLAN device of instance ext:
+// the original's, the prefix then the id cut to 15 characters.
+func devNames(ext string) (bridge, vxlan string) {
+	cut := func(s string) string { return s[:min(len(s), 15)] }
+	return cut(linux.BridgePrefix + ext), cut(linux.VXLANPrefix + ext)
+}
+
+// kernelState is what a host's kernel holds for an E-VPN instance, read
+// through netlink, each list as sorted text.
+type kernelState struct {
+	// vxlan describes the VXLAN device as `ip -d link` would, in part:
+	// "id <vni> local <vtep> dstport <port> nolearning proxy up".
+	vxlan string
+	// fdb are the VXLAN device's own entries towards a VTEP:
+	// "<mac> dst <vtep>", then " vni <n>" when not the device's (the
+	// kernel reports none then); flooding entries have the all-zero MAC.
+	fdb []string
+	// neigh are the VXLAN device's IPv4 neighbours: "<ip> lladdr <mac>",
+	// with " (not permanent)" appended to one that is not permanent.
+	neigh []string
+	// ports are the bridge's ports by name.
+	ports []string
+	// local are the bridge's static FDB entries: "<mac> on <port>".
+	local []string
+}
+
+// readKernel reads the state of the instance's devices in h's namespace.
+func readKernel(h *netlink.Handle, bridge, vxlan string) (kernelState, error) {
+	var st kernelState
+	br, err := h.LinkByName(bridge)
+	if err != nil {
+		return st, fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	vx, err := h.LinkByName(vxlan)
+	if err != nil {
+		return st, fmt.Errorf("VXLAN device %s: %w", vxlan, err)
+	}
+	v, ok := vx.(*netlink.Vxlan)
+	if !ok {
+		return st, fmt.Errorf("%s is a %s, not a VXLAN device", vxlan, vx.Type())
+	}
+	st.vxlan = fmt.Sprintf("id %d local %s dstport %d", v.VxlanId, v.SrcAddr, v.Port)
+	if !v.Learning {
+		st.vxlan += " nolearning"
+	}
+	if v.Proxy {
+		st.vxlan += " proxy"
+	}
+	if v.Attrs().Flags&net.FlagUp != 0 {
+		st.vxlan += " up"
+	}
+	fdb, err := h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return st, fmt.Errorf("FDB of %s: %w", vxlan, err)
+	}
+	for _, e := range fdb {
+		// Without a destination: the device's own and multicast entries.
+		if e.Flags&netlink.NTF_SELF == 0 || e.IP == nil {
+			continue
+		}
+		s := fmt.Sprintf("%s dst %s", e.HardwareAddr, e.IP)
+		if e.VNI != 0 {
+			s += fmt.Sprintf(" vni %d", e.VNI)
+		}
+		if e.State&netlink.NUD_PERMANENT == 0 {
+			s += " (not permanent)"
+		}
+		st.fdb = append(st.fdb, s)
+	}
+	neigh, err := h.NeighList(vx.Attrs().Index, unix.AF_INET)
+	if err != nil {
+		return st, fmt.Errorf("neighbours of %s: %w", vxlan, err)
+	}
+	for _, e := range neigh {
+		s := fmt.Sprintf("%s lladdr %s", e.IP, e.HardwareAddr)
+		if e.State&netlink.NUD_PERMANENT == 0 {
+			s += " (not permanent)"
+		}
+		st.neigh = append(st.neigh, s)
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return st, fmt.Errorf("links: %w", err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			st.ports = append(st.ports, l.Attrs().Name)
+		}
+	}
+	all, err := h.NeighList(0, unix.AF_BRIDGE)
+	if err != nil {
+		return st, fmt.Errorf("bridge FDB: %w", err)
+	}
+	for _, e := range all {
+		// Static entries the bridge holds (not the ports' own permanent
+		// addresses, nor learnt ones).
+		if e.MasterIndex != br.Attrs().Index || e.Flags&netlink.NTF_SELF != 0 || e.State != netlink.NUD_NOARP {
+			continue
+		}
+		st.local = append(st.local, fmt.Sprintf("%s on %s", e.HardwareAddr, names[e.LinkIndex]))
+	}
+	for _, l := range [][]string{st.fdb, st.neigh, st.ports, st.local} {
+		slices.Sort(l)
+	}
+	return st, nil
+}
+
+// equal says whether two states are the same.
+func (s kernelState) equal(o kernelState) bool {
+	return s.vxlan == o.vxlan && slices.Equal(s.fdb, o.fdb) && slices.Equal(s.neigh, o.neigh) &&
+		slices.Equal(s.ports, o.ports) && slices.Equal(s.local, o.local)
+}
+
+func (s kernelState) String() string {
+	return fmt.Sprintf("vxlan %q, fdb %q, neighbours %q, bridge ports %q, bridge static entries %q", s.vxlan, s.fdb, s.neigh, s.ports, s.local)
+}
+
+// ourDevices are the names of the links in h's namespace that look like
+// the driver's (named with its prefixes).
+func ourDevices(h *netlink.Handle) ([]string, error) {
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("links: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if n := l.Attrs().Name; strings.HasPrefix(n, linux.BridgePrefix) || strings.HasPrefix(n, linux.VXLANPrefix) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ping pings dst from inside vm until one ping run succeeds (an answer to
+// at least one of three echoes: the first may be lost while ARP resolves)
+// or timeout passes.
+func ping(ctx context.Context, vm *testnet.Host, dst netip.Addr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for attempt := 1; time.Now().Before(deadline); attempt++ {
+		runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := vm.Exec(runCtx, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", dst.String())
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		last = fmt.Errorf("attempt %d: %w: %s", attempt, err, oneLine(out))
+	}
+	if last == nil {
+		last = errors.New("no attempt")
+	}
+	return fmt.Errorf("%s cannot ping %s within %v: %w", vm.Name(), dst, timeout, last)
+}
+
+// pingFails checks that dst does not answer vm: one run of two echoes
+// ends with ping's "no reply" status, 1 (2 is any other error).
+func pingFails(ctx context.Context, vm *testnet.Host, dst netip.Addr) error {
+	runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := vm.Exec(runCtx, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", dst.String())
+	if err == nil {
+		return fmt.Errorf("%s still reaches %s: %s", vm.Name(), dst, oneLine(out))
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		return fmt.Errorf("ping %s from %s: %w", dst, vm.Name(), err)
+	}
+	return nil
+}
+
+// oneLine renders a program's output on one line for messages.
+func oneLine(b []byte) string { return strings.Join(strings.Fields(string(b)), " ") }
