@@ -51,6 +51,14 @@ func FuzzReceivedUpdate(f *testing.F) {
 			}
 		}
 		for _, r := range latest {
+			if !goBGPRoundTrips(r.Attrs()) {
+				// GoBGP reads some extended communities it cannot write
+				// back (an E-VPN multicast-flags community without a
+				// known flag decodes, then encodes as one GoBGP refuses):
+				// not ours to re-encode faithfully.
+				delete(latest, r.Key())
+				continue
+			}
 			if _, ok := out.wireNextHop(r); ok {
 				evs = append(evs, engine.Event{Type: engine.Advertise, Route: r, Source: "fuzz"})
 			} else {
@@ -148,4 +156,23 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		seeds = append(seeds, c.msg(tb, fx))
 	}
 	return seeds
+}
+
+// goBGPRoundTrips says whether every attribute of a survives GoBGP's own
+// encode then decode.
+func goBGPRoundTrips(a *bgp.Attrs) bool {
+	for _, p := range a.List() {
+		b, err := p.Serialize()
+		if err != nil {
+			return false
+		}
+		q, err := gb.GetPathAttribute(b)
+		if err != nil {
+			return false
+		}
+		if err := q.DecodeFromBytes(b); err != nil {
+			return false
+		}
+	}
+	return true
 }
