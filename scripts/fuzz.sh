@@ -39,13 +39,14 @@ for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
 	echo "fuzz: ${pkg} ${name}"
 	# Go's fuzzing coordinator sometimes gives up with "context deadline
-	# exceeded" when the machine is loaded and a worker answers late; that
-	# is no finding (no input is saved), so such a run is tried once more.
-	for attempt in 1 2; do
+	# exceeded" as -fuzztime runs out while a worker answers late; that is
+	# no finding (no input is saved), so such a run is tried again, up to
+	# three times in all.
+	for attempt in 1 2 3; do
 		if go test -run '^$' -fuzz "^${name}\$" -fuzztime "${fuzztime}" "${pkg}" 2>&1 | tee "$out"; then
 			break
 		fi
-		if ((attempt == 1)) && grep -q "context deadline exceeded" "$out" && ! grep -q "Failing input written" "$out"; then
+		if ((attempt < 3)) && grep -q "context deadline exceeded" "$out" && ! grep -q "Failing input written" "$out"; then
 			echo "fuzz: ${name}: coordinator timeout, not a finding; trying again"
 			continue
 		fi
