@@ -10,6 +10,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/engine/enginetest"
 )
 
 // flapCount is the number of session flaps of TestGoBGPFlap200; CI runs
@@ -51,8 +52,8 @@ func TestGoBGPFlap200(t *testing.T) {
 	p.waitEstablished(t, 30*time.Second)
 	ctx := t.Context()
 
-	c := newCollector(t, p.eng, "vpn-flap")
-	c.w.Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, rtA))
+	c := enginetest.NewCollector(t, p.eng, "vpn-flap")
+	c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, rtA))
 	keys := make([]string, 0, flapRoutes)
 	for i := range flapRoutes {
 		prefix := fmt.Sprintf("198.51.100.%d/32", i+1)
@@ -63,7 +64,7 @@ func TestGoBGPFlap200(t *testing.T) {
 	}
 	// All routes in, once: remember their keys.
 	err := waitFor(10*time.Second, func() error {
-		rs, err := c.routes()
+		rs, err := c.Routes()
 		if err != nil {
 			return err
 		}
@@ -83,7 +84,7 @@ func TestGoBGPFlap200(t *testing.T) {
 	// withdrawn wd times, and fails at once on more.
 	counted := func(adv, wd int) error {
 		for _, k := range keys {
-			a, w := c.counts(k)
+			a, w := c.Counts(k)
 			if a > adv || w > wd {
 				return fmt.Errorf("route %s: %d advertisements and %d withdrawals, more than %d and %d: %w", k, a, w, adv, wd, errHopeless)
 			}
@@ -153,7 +154,7 @@ func TestGoBGPFlap200(t *testing.T) {
 	if _, _, _, flaps := p.peerInfo(t); flaps != uint64(*flapCount) {
 		t.Errorf("our peer counts %d flaps, want %d", flaps, *flapCount)
 	}
-	if n := c.overflowCount(); n != 0 {
+	if n := c.Overflows(); n != 0 {
 		t.Errorf("local subscriber's queue overflowed %d times", n)
 	}
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -332,129 +331,6 @@ func (p *pair) received(ctx context.Context, f bgp.Family) ([]*bgp.Route, error)
 		}
 	}
 	return out, nil
-}
-
-// collector is a local engine worker (what a VPN instance is to the engine)
-// that records every event it receives and keeps the routes currently
-// advertised to it. Its goroutine is stopped when the test ends.
-type collector struct {
-	w *engine.Worker
-
-	mu        sync.Mutex
-	current   map[string]*bgp.Route // by route key
-	adv, wd   map[string]int        // advertise and withdraw events per key
-	ever      map[string]*bgp.Route // every route ever advertised, by key
-	overflows int
-	err       error // a failed resync; reported by the checks
-}
-
-func newCollector(t *testing.T, eng *engine.Engine, name string) *collector {
-	t.Helper()
-	w, err := eng.Register(name, engine.Local)
-	if err != nil {
-		t.Fatalf("register local worker %s: %v", name, err)
-	}
-	c := &collector{w: w, current: make(map[string]*bgp.Route), adv: make(map[string]int), wd: make(map[string]int),
-		ever: make(map[string]*bgp.Route)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { c.run(ctx) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		w.Close()
-	})
-	return c
-}
-
-func (c *collector) run(ctx context.Context) {
-	var buf []engine.Event
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.w.Notify():
-		}
-		evs, overflowed := c.w.Drain(buf)
-		if overflowed {
-			// Events were lost: start again from what the engine holds.
-			snap, err := c.w.Snapshot(ctx)
-			c.mu.Lock()
-			c.overflows++
-			if err != nil && !errors.Is(err, context.Canceled) {
-				c.err = fmt.Errorf("resync after overflow: %w", err)
-			}
-			clear(c.current)
-			c.mu.Unlock()
-			evs = snap
-		}
-		c.mu.Lock()
-		for _, ev := range evs {
-			if ev.Route == nil {
-				continue
-			}
-			k := ev.Route.Key()
-			switch ev.Type {
-			case engine.Advertise:
-				if ev.Replaced != nil && ev.Replaced.Key() != k {
-					delete(c.current, ev.Replaced.Key())
-				}
-				c.current[k] = ev.Route
-				c.ever[k] = ev.Route
-				c.adv[k]++
-			case engine.Withdraw:
-				delete(c.current, k)
-				c.wd[k]++
-			}
-		}
-		c.mu.Unlock()
-		buf = evs
-	}
-}
-
-// routes returns the routes currently advertised to the worker, sorted by key.
-func (c *collector) routes() ([]*bgp.Route, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]*bgp.Route, 0, len(c.current))
-	for _, r := range c.current {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b *bgp.Route) int {
-		switch {
-		case a.Key() < b.Key():
-			return -1
-		case a.Key() > b.Key():
-			return 1
-		}
-		return 0
-	})
-	return out, c.err
-}
-
-// counts returns the advertise and withdraw events seen so far for key.
-func (c *collector) counts(key string) (adv, wd int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.adv[key], c.wd[key]
-}
-
-// everAdvertised returns every route ever advertised to the worker.
-func (c *collector) everAdvertised() []*bgp.Route {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]*bgp.Route, 0, len(c.ever))
-	for _, r := range c.ever {
-		out = append(out, r)
-	}
-	return out
-}
-
-// overflowCount is how many times the worker's queue overflowed.
-func (c *collector) overflowCount() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.overflows
 }
 
 // hasRT says whether r carries route target rt.

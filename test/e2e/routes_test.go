@@ -15,6 +15,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/engine/enginetest"
 )
 
 // gobgpPath is one path of gobgp 3.10's "global rib -j" output: an object
@@ -215,16 +216,16 @@ func TestGoBGPReceivesOurRoutesExactly(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPair(t, setup{OurSideActive: true, EnableRTC: tc.rtc})
 			p.waitEstablished(t, 30*time.Second)
-			c := newCollector(t, p.eng, "vpn-export")
+			c := enginetest.NewCollector(t, p.eng, "vpn-export")
 			for _, r := range ourRoutes(t) {
-				c.w.Advertise(r)
+				c.Worker().Advertise(r)
 			}
 			if tc.subscribe {
 				// Until gobgpd asks for RT A, it gets none of them
 				// (bgp-core §8 #50: RTC routes only).
 				checkGoBGPHasNoRoutes(t, p, time.Second)
 				for _, f := range vpnFamilies {
-					c.w.Subscribe(engine.FamilyMatch(f, rtA))
+					c.Worker().Subscribe(engine.FamilyMatch(f, rtA))
 				}
 			}
 			checkGoBGPHasOurRoutes(t, p)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/engine/enginetest"
 )
 
 // injected is a route added at gobgpd with "gobgp global rib add".
@@ -65,7 +66,7 @@ func rtcScenario() (b, a []injected) {
 func TestGoBGPRTCEndToEnd(t *testing.T) {
 	p := startPair(t, setup{OurSideActive: true, EnableRTC: true})
 	p.waitEstablished(t, 30*time.Second)
-	c := newCollector(t, p.eng, "vpn-rt-a")
+	c := enginetest.NewCollector(t, p.eng, "vpn-rt-a")
 	bRoutes, aRoutes := rtcScenario()
 
 	// The phases depend on each other: stop at the first that fails.
@@ -75,7 +76,7 @@ func TestGoBGPRTCEndToEnd(t *testing.T) {
 	}{
 		{"bgp-core_§8_#47_subscribe_A_sends_RTC_A", func(t *testing.T) {
 			for _, f := range vpnFamilies {
-				c.w.Subscribe(engine.FamilyMatch(f, rtA))
+				c.Worker().Subscribe(engine.FamilyMatch(f, rtA))
 			}
 			if err := waitRTCFrom(p, []string{fmt.Sprintf("%d:%s", testAS, rtA.Value())}); err != nil {
 				t.Fatalf("our RTC route: %v", err)
@@ -91,7 +92,7 @@ func TestGoBGPRTCEndToEnd(t *testing.T) {
 		}},
 		{"bgp-core_§8_#47_#50_unsubscribe_withdraws_RTC_and_A", func(t *testing.T) {
 			for _, f := range vpnFamilies {
-				c.w.Unsubscribe(engine.FamilyMatch(f, rtA))
+				c.Worker().Unsubscribe(engine.FamilyMatch(f, rtA))
 			}
 			if err := waitRTCFrom(p, nil); err != nil {
 				t.Fatalf("withdrawing our RTC route: %v", err)
@@ -116,12 +117,12 @@ func TestGoBGPRTCEndToEnd(t *testing.T) {
 			}
 			// The local worker saw each A route once. (An unsubscribing
 			// worker is not told about routes it no longer wants.)
-			for _, r := range c.everAdvertised() {
-				if adv, _ := c.counts(r.Key()); adv != 1 {
+			for _, r := range c.EverAdvertised() {
+				if adv, _ := c.Counts(r.Key()); adv != 1 {
 					t.Errorf("route %s advertised %d times to the local subscriber, want 1", r, adv)
 				}
 			}
-			if n := c.overflowCount(); n != 0 {
+			if n := c.Overflows(); n != 0 {
 				t.Errorf("local subscriber's queue overflowed %d times", n)
 			}
 		}},
@@ -151,7 +152,7 @@ func waitRTCFrom(p *pair, want []string) error {
 // checkReceivesOnlyA waits for A's routes at the local subscriber, then
 // checks that no B route ever reached it or our engine, and that gobgpd's
 // Adj-RIB-Out towards us holds A's routes only.
-func checkReceivesOnlyA(t *testing.T, p *pair, c *collector, aRoutes []injected) {
+func checkReceivesOnlyA(t *testing.T, p *pair, c *enginetest.Collector, aRoutes []injected) {
 	t.Helper()
 	wantA := make([]string, 0, len(aRoutes))
 	for _, r := range aRoutes {
@@ -159,7 +160,7 @@ func checkReceivesOnlyA(t *testing.T, p *pair, c *collector, aRoutes []injected)
 	}
 	slices.Sort(wantA)
 	err := waitFor(10*time.Second, func() error {
-		rs, err := c.routes()
+		rs, err := c.Routes()
 		if err != nil {
 			return err
 		}
@@ -210,9 +211,9 @@ func checkReceivesOnlyA(t *testing.T, p *pair, c *collector, aRoutes []injected)
 
 // checkNoRT fails the test if a route with rt ever reached the local worker
 // or is held by our engine from gobgpd.
-func checkNoRT(ctx context.Context, t *testing.T, p *pair, c *collector, rt bgp.RT) {
+func checkNoRT(ctx context.Context, t *testing.T, p *pair, c *enginetest.Collector, rt bgp.RT) {
 	t.Helper()
-	for _, r := range c.everAdvertised() {
+	for _, r := range c.EverAdvertised() {
 		if hasRT(r, rt) {
 			t.Errorf("local subscriber received %s with RTs %v", r, r.RTs())
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/engine/enginetest"
 )
 
 // The route targets of the two VPNs, as both sides import and export them.
@@ -184,15 +185,15 @@ func TestOriginalBagpipeSession(t *testing.T) {
 func TestOriginalBagpipeEVPNRoutesReachUs(t *testing.T) {
 	p := startPair(t)
 	p.waitEstablished(t)
-	c := newCollector(t, p.sp.Engine(), "test")
+	c := enginetest.NewCollector(t, p.sp.Engine(), "test")
 	// Our subscription makes our speaker send the RTC route the original
 	// waits for before it sends any E-VPN route of that RT.
-	c.w.Subscribe(engine.FamilyMatch(bgp.FamilyEVPN, rtEVPN))
+	c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyEVPN, rtEVPN))
 	p.orig.attach(t, evpnAttach())
 
 	var macRoute, mcastRoute engine.Event
 	err := waitFor(routeTimeout, func() error {
-		evs, err := c.routes(bgp.FamilyEVPN)
+		evs, err := c.CurrentIn(bgp.FamilyEVPN)
 		if err != nil {
 			return err
 		}
@@ -286,7 +287,7 @@ func TestOriginalBagpipeEVPNRoutesReachUs(t *testing.T) {
 	p.orig.detach(t, evpnDetach())
 	t.Run("bgp-core_§8_#50_detach_withdraws_both_routes", func(t *testing.T) {
 		err := waitFor(routeTimeout, func() error {
-			evs, err := c.routes(bgp.FamilyEVPN)
+			evs, err := c.CurrentIn(bgp.FamilyEVPN)
 			if err != nil {
 				return err
 			}
@@ -299,7 +300,7 @@ func TestOriginalBagpipeEVPNRoutesReachUs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range []string{macKey, mcastKey} {
-			if n := c.withdrawals(k); n != 1 {
+			if _, n := c.Counts(k); n != 1 {
 				t.Errorf("route %x withdrawn %d times, want 1", k, n)
 			}
 		}
@@ -315,13 +316,13 @@ func TestOriginalBagpipeEVPNRoutesReachUs(t *testing.T) {
 func TestOriginalBagpipeVPNv4RoutesReachUs(t *testing.T) {
 	p := startPair(t)
 	p.waitEstablished(t)
-	c := newCollector(t, p.sp.Engine(), "test")
-	c.w.Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, rtVPN))
+	c := enginetest.NewCollector(t, p.sp.Engine(), "test")
+	c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, rtVPN))
 	p.orig.attach(t, vpnAttach())
 
 	var got engine.Event
 	err := waitFor(routeTimeout, func() error {
-		evs, err := c.routes(bgp.FamilyVPNv4)
+		evs, err := c.CurrentIn(bgp.FamilyVPNv4)
 		if err != nil {
 			return err
 		}
@@ -380,7 +381,7 @@ func TestOriginalBagpipeVPNv4RoutesReachUs(t *testing.T) {
 	p.orig.detach(t, vpnDetach())
 	t.Run("detach_withdraws_the_route", func(t *testing.T) {
 		err := waitFor(routeTimeout, func() error {
-			evs, err := c.routes(bgp.FamilyVPNv4)
+			evs, err := c.CurrentIn(bgp.FamilyVPNv4)
 			if err != nil {
 				return err
 			}
@@ -392,7 +393,7 @@ func TestOriginalBagpipeVPNv4RoutesReachUs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := c.withdrawals(key); n != 1 {
+		if _, n := c.Counts(key); n != 1 {
 			t.Errorf("route withdrawn %d times, want 1", n)
 		}
 		for _, u := range p.relay.updates(fromOriginal) {
@@ -412,7 +413,7 @@ func TestOriginalBagpipeEVPNRoutesReachOriginal(t *testing.T) {
 	// The instance imports rtEVPN: the original sends us an RTC route for
 	// it, which opens our side's E-VPN routes of that RT towards it.
 	p.orig.attach(t, evpnAttach())
-	c := newCollector(t, p.sp.Engine(), "test")
+	c := enginetest.NewCollector(t, p.sp.Engine(), "test")
 
 	rd := mustRD(t, ourEVPNRD)
 	macNLRI := mustEVPNMACIP(t, ourEVPNRD, ourMAC, ourMACIP, bgp.EVPNLabel(evpnVNI, true))
@@ -433,8 +434,8 @@ func TestOriginalBagpipeEVPNRoutesReachOriginal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.w.Advertise(macRoute)
-	c.w.Advertise(mcastRoute)
+	c.Worker().Advertise(macRoute)
+	c.Worker().Advertise(mcastRoute)
 
 	var mac, mcast lgRoute
 	err = waitFor(routeTimeout, func() error {
@@ -471,8 +472,8 @@ func TestOriginalBagpipeEVPNRoutesReachOriginal(t *testing.T) {
 		}
 	})
 
-	c.w.Withdraw(macRoute)
-	c.w.Withdraw(mcastRoute)
+	c.Worker().Withdraw(macRoute)
+	c.Worker().Withdraw(mcastRoute)
 	t.Run("our_withdrawal_removes_them", func(t *testing.T) {
 		err := waitFor(routeTimeout, func() error {
 			rs, err := p.orig.bgpRoutes("l2vpn/evpn")
@@ -500,7 +501,7 @@ func TestOriginalBagpipeVPNv4RoutesReachOriginal(t *testing.T) {
 	p := startPair(t)
 	p.waitEstablished(t)
 	p.orig.attach(t, vpnAttach())
-	c := newCollector(t, p.sp.Engine(), "test")
+	c := enginetest.NewCollector(t, p.sp.Engine(), "test")
 
 	nlri, fam, err := bgp.VPNPrefix(mustRD(t, ourVPNRD), ourPrefix, ourVPNLabel)
 	if err != nil {
@@ -513,7 +514,7 @@ func TestOriginalBagpipeVPNv4RoutesReachOriginal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.w.Advertise(route)
+	c.Worker().Advertise(route)
 
 	var got lgRoute
 	err = waitFor(routeTimeout, func() error {
@@ -541,7 +542,7 @@ func TestOriginalBagpipeVPNv4RoutesReachOriginal(t *testing.T) {
 		}
 	})
 
-	c.w.Withdraw(route)
+	c.Worker().Withdraw(route)
 	t.Run("our_withdrawal_removes_it", func(t *testing.T) {
 		err := waitFor(routeTimeout, func() error {
 			rs, err := p.orig.receivedRoutes(vpnInstance)
@@ -562,7 +563,7 @@ func TestOriginalBagpipeVPNv4RoutesReachOriginal(t *testing.T) {
 	// Again, and this time the original's VRF goes away: its RTC route
 	// for rtVPN is withdrawn, so our side must withdraw the route it had
 	// sent because of it (RFC 4684).
-	c.w.Advertise(route)
+	c.Worker().Advertise(route)
 	err = waitFor(routeTimeout, func() error {
 		rs, err := p.orig.receivedRoutes(vpnInstance)
 		if err != nil {
@@ -595,11 +596,11 @@ func TestOriginalBagpipeSessionEnds(t *testing.T) {
 	t.Run("bgp-core_§8_#53_original_stops_its_routes_are_withdrawn", func(t *testing.T) {
 		p := startPair(t)
 		p.waitEstablished(t)
-		c := newCollector(t, p.sp.Engine(), "test")
-		c.w.Subscribe(engine.FamilyMatch(bgp.FamilyEVPN, rtEVPN))
+		c := enginetest.NewCollector(t, p.sp.Engine(), "test")
+		c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyEVPN, rtEVPN))
 		p.orig.attach(t, evpnAttach())
 		err := waitFor(routeTimeout, func() error {
-			evs, err := c.routes(bgp.FamilyEVPN)
+			evs, err := c.CurrentIn(bgp.FamilyEVPN)
 			if err != nil {
 				return err
 			}
@@ -615,7 +616,7 @@ func TestOriginalBagpipeSessionEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = waitFor(routeTimeout, func() error {
-			evs, err := c.routes(bgp.FamilyEVPN)
+			evs, err := c.CurrentIn(bgp.FamilyEVPN)
 			if err != nil {
 				return err
 			}
@@ -636,7 +637,7 @@ func TestOriginalBagpipeSessionEnds(t *testing.T) {
 		p := startPair(t)
 		p.waitEstablished(t)
 		p.orig.attach(t, vpnAttach())
-		c := newCollector(t, p.sp.Engine(), "test")
+		c := enginetest.NewCollector(t, p.sp.Engine(), "test")
 		nlri, fam, err := bgp.VPNPrefix(mustRD(t, ourVPNRD), ourPrefix, ourVPNLabel)
 		if err != nil {
 			t.Fatal(err)
@@ -645,7 +646,7 @@ func TestOriginalBagpipeSessionEnds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.w.Advertise(route)
+		c.Worker().Advertise(route)
 		err = waitFor(routeTimeout, func() error {
 			rs, err := p.orig.receivedRoutes(vpnInstance)
 			if err != nil {
@@ -715,13 +716,13 @@ func TestOriginalBagpipeFlowSpecReachesUs(t *testing.T) {
 		redirectRT = bgp.MustParseRT("64512:3") // the FlowSpec route's RT
 		toRT       = bgp.MustParseRT("64512:4") // where the traffic goes
 	)
-	c := newCollector(t, p.sp.Engine(), "test")
+	c := enginetest.NewCollector(t, p.sp.Engine(), "test")
 	// A FlowSpec subscription makes no RTC route (bgp-core §2.6): the
 	// VPNv4 one for the same RT opens FlowSpec as well, RTC not being per
 	// family.
-	c.w.Subscribe(engine.FamilyMatch(bgp.FamilyFlowVPNv4, redirectRT))
-	c.w.Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, redirectRT))
-	c.w.Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, toRT))
+	c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyFlowVPNv4, redirectRT))
+	c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, redirectRT))
+	c.Worker().Subscribe(engine.FamilyMatch(bgp.FamilyVPNv4, toRT))
 	body := vpnAttach()
 	body["attract_traffic"] = map[string]any{
 		"redirect_rts":                []string{redirectRT.Value()},
@@ -733,11 +734,11 @@ func TestOriginalBagpipeFlowSpecReachesUs(t *testing.T) {
 
 	var flow, dflt engine.Event
 	err := waitFor(routeTimeout, func() error {
-		flows, err := c.routes(bgp.FamilyFlowVPNv4)
+		flows, err := c.CurrentIn(bgp.FamilyFlowVPNv4)
 		if err != nil {
 			return err
 		}
-		vpns, err := c.routes(bgp.FamilyVPNv4)
+		vpns, err := c.CurrentIn(bgp.FamilyVPNv4)
 		if err != nil {
 			return err
 		}

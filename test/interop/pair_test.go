@@ -8,14 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/config"
-	"github.com/bagpipe-go/bagpipe/internal/engine"
 	"github.com/bagpipe-go/bagpipe/internal/speaker"
 )
 
@@ -197,104 +194,3 @@ func waitFor(timeout time.Duration, cond func() error) error {
 }
 
 var errHopeless = errors.New("waiting longer cannot help")
-
-// collector is a local engine worker, what a VPN instance is to the engine:
-// it keeps the routes currently advertised to it and counts events.
-type collector struct {
-	w *engine.Worker
-
-	mu        sync.Mutex
-	current   map[string]engine.Event // by route key
-	withdrawn map[string]int
-	err       error
-}
-
-func newCollector(t *testing.T, eng *engine.Engine, name string) *collector {
-	t.Helper()
-	w, err := eng.Register(name, engine.Local)
-	if err != nil {
-		t.Fatalf("register local worker %s: %v", name, err)
-	}
-	c := &collector{w: w, current: map[string]engine.Event{}, withdrawn: map[string]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { c.run(ctx) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		w.Close()
-	})
-	return c
-}
-
-func (c *collector) run(ctx context.Context) {
-	var buf []engine.Event
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.w.Notify():
-		}
-		evs, overflowed := c.w.Drain(buf)
-		if overflowed {
-			snap, err := c.w.Snapshot(ctx)
-			c.mu.Lock()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				c.err = fmt.Errorf("resync after overflow: %w", err)
-			}
-			clear(c.current)
-			c.mu.Unlock()
-			evs = snap
-		}
-		c.mu.Lock()
-		for _, ev := range evs {
-			if ev.Route == nil {
-				continue
-			}
-			k := ev.Route.Key()
-			switch ev.Type {
-			case engine.Advertise:
-				if ev.Replaced != nil && ev.Replaced.Key() != k {
-					delete(c.current, ev.Replaced.Key())
-				}
-				c.current[k] = ev
-			case engine.Withdraw:
-				delete(c.current, k)
-				c.withdrawn[k]++
-			}
-		}
-		c.mu.Unlock()
-		buf = evs
-	}
-}
-
-// routes returns the routes of family f currently advertised to the worker.
-func (c *collector) routes(f bgp.Family) ([]engine.Event, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return nil, c.err
-	}
-	var out []engine.Event
-	for _, ev := range c.current {
-		if ev.Route.Family() == f {
-			out = append(out, ev)
-		}
-	}
-	slices.SortFunc(out, func(a, b engine.Event) int {
-		switch {
-		case a.Route.Key() < b.Route.Key():
-			return -1
-		case a.Route.Key() > b.Route.Key():
-			return 1
-		}
-		return 0
-	})
-	return out, nil
-}
-
-func (c *collector) withdrawals(key string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.withdrawn[key]
-}

@@ -18,6 +18,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/config"
 	"github.com/bagpipe-go/bagpipe/internal/engine"
+	"github.com/bagpipe-go/bagpipe/internal/engine/enginetest"
 	"github.com/bagpipe-go/bagpipe/internal/speaker"
 	"github.com/bagpipe-go/bagpipe/internal/testpeer"
 )
@@ -136,15 +137,11 @@ func startHarness(t *testing.T, s sessionSetup) *harness {
 		Families:     s.families,
 		HoldTime:     holdTime,
 	})
-	col, stopCol, err := newCollector(sp.Engine(), "rfc7606-subscriber")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.col = col
+	h.col = newCollector(t, sp.Engine(), "rfc7606-subscriber")
 	// Our speaker stops before exabgp, so that exabgp sees a Cease rather
 	// than a dead socket.
 	h.closeFn = func() {
-		stopCol()
+		h.col.Stop()
 		stopSpeaker()
 		if err := h.exa.Stop(); err != nil {
 			t.Errorf("stopping exabgp: %v", err)
@@ -379,95 +376,53 @@ func (e event) String() string {
 	return fmt.Sprintf("advertise %s %s MED %d", bgp.FamilyName(e.route.Family()), e.route, medOf(e.route))
 }
 
-// collector is a local engine worker (what a VPN instance is to the
-// engine) subscribed to every route target of subscribedFamilies. It keeps
-// every event in order, and the routes currently advertised.
+// collector is the subscriber the cases are judged on: a local engine
+// worker subscribed to every route target of subscribedFamilies, keeping
+// every event in order and the routes currently advertised.
 type collector struct {
-	w *engine.Worker
-
-	mu     sync.Mutex
-	events []event
-	routes map[string]*bgp.Route // current, by key
-	err    error                 // queue overflow: events were lost
+	*enginetest.Collector
 }
 
-// newCollector registers the worker and starts its goroutine; stop ends it
-// and unregisters the worker.
-func newCollector(eng *engine.Engine, name string) (*collector, func(), error) {
-	w, err := eng.Register(name, engine.Local)
-	if err != nil {
-		return nil, nil, fmt.Errorf("register local worker %s: %w", name, err)
-	}
+// errOverflow reports a hole in the event log: a handful of routes must never
+// overflow a queue.
+var errOverflow = errors.New("the subscriber's engine queue overflowed")
+
+// newCollector registers the worker and starts its goroutine; it is stopped
+// when the test ends, or earlier by Stop.
+func newCollector(t *testing.T, eng *engine.Engine, name string) *collector {
+	t.Helper()
+	ms := make([]engine.Match, 0, len(subscribedFamilies))
 	for _, f := range subscribedFamilies {
-		w.Subscribe(engine.FamilyAnyRT(f))
+		ms = append(ms, engine.FamilyAnyRT(f))
 	}
-	c := &collector{w: w, routes: make(map[string]*bgp.Route)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { c.run(ctx) })
-	stop := func() {
-		cancel()
-		wg.Wait()
-		w.Close()
-	}
-	return c, stop, nil
+	return &collector{enginetest.NewRecorder(t, eng, name, ms...)}
 }
 
-func (c *collector) run(ctx context.Context) {
-	var buf []engine.Event
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.w.Notify():
-		}
-		evs, overflowed := c.w.Drain(buf)
-		c.mu.Lock()
-		if overflowed && c.err == nil {
-			// A handful of routes must never overflow a queue; the event
-			// log the cases are judged on would have a hole.
-			c.err = errors.New("the subscriber's engine queue overflowed")
-		}
-		for _, ev := range evs {
-			if ev.Route == nil {
-				continue
-			}
-			k := ev.Route.Key()
-			switch ev.Type {
-			case engine.Advertise:
-				if ev.Replaced != nil && ev.Replaced.Key() != k {
-					delete(c.routes, ev.Replaced.Key())
-				}
-				c.routes[k] = ev.Route
-			case engine.Withdraw:
-				delete(c.routes, k)
-			}
-			c.events = append(c.events, event{typ: ev.Type, route: ev.Route})
-		}
-		c.mu.Unlock()
-		buf = evs // Drain clears it and reuses its array
+// err is errOverflow once the queue overflowed: the event log has a hole.
+func (c *collector) err() error {
+	if c.Overflows() > 0 {
+		return errOverflow
 	}
+	return nil
 }
 
 // len is the number of events received so far.
-func (c *collector) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.events)
-}
+func (c *collector) len() int { return c.Len() }
 
 // since returns the events from index from on.
 func (c *collector) since(from int) ([]event, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]event(nil), c.events[from:]...), c.err
+	evs := c.Events(from)
+	out := make([]event, len(evs))
+	for i, ev := range evs {
+		out[i] = event{typ: ev.Type, route: ev.Route}
+	}
+	return out, c.err()
 }
 
 // current returns the route with key the subscriber holds, or nil.
 func (c *collector) current(key string) (*bgp.Route, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.routes[key], c.err
+	r, _ := c.Route(key)
+	return r, c.err()
 }
 
 // waitEvent waits for the first event from index from on that match
