@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -130,29 +129,7 @@ func startLinuxNode(t *testing.T, name string, bgpAddr netip.Addr, host *testnet
 		node: &node{name: name, bgpAddr: cfg.BGP.LocalAddress, dpAddr: cfg.EVPN.Address(cfg.BGP), ipvpn: ipvpn},
 		host: host,
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	n.api, err = client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
-		client.WithTimeout(10*time.Second))
-	if err != nil {
-		d.Close()
-		t.Fatalf("node %s: REST client: %v", name, err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("node %s: %v", name, err)
-			}
-		case <-time.After(3 * nodeStopTimeout):
-			t.Errorf("node %s: not stopped %v after its context ended", name, 3*nodeStopTimeout)
-		}
-	})
+	n.api = serveNode(t, name, d)
 	return n
 }
 

@@ -97,11 +97,19 @@ func startNode(t *testing.T, name string, bgpAddr, dpAddr, gobgpd netip.Addr, go
 		d.Close()
 		t.Fatalf("node %s: IP VPN driver %T, want the dummy one", name, d.Drivers()[dataplane.IPVPN])
 	}
+	n.api = serveNode(t, name, d)
+	return n
+}
+
+// serveNode runs d until the test's cleanup and returns a REST client of
+// it; the cleanup stops the node and waits, bounded, for it.
+func serveNode(t *testing.T, name string, d *daemon.Node) *client.Client {
+	t.Helper()
 	// The client has its own transport, so that its idle connections can
 	// be closed at the end (goleak would see their goroutines otherwise).
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	n.api, err = client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
+	api, err := client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
 		client.WithTimeout(10*time.Second))
 	if err != nil {
 		d.Close()
@@ -127,7 +135,7 @@ func startNode(t *testing.T, name string, bgpAddr, dpAddr, gobgpd netip.Addr, go
 			t.Errorf("node %s: not stopped %v after its context ended", name, 3*nodeStopTimeout)
 		}
 	})
-	return n
+	return api
 }
 
 // vpnTopology is gobgpd as route reflector with RTC, and three daemons as
