@@ -178,6 +178,9 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 		if ok, err := gb.ValidateAttribute(in.reach, rfs, s.neg.EBGP, false, true); !ok {
 			s.log.Warn("UPDATE: NLRIs treated as withdrawn", "family", bgp.FamilyName(in.reachF), "error", err, "rfc", "7606 §5.3")
 			in.reachWithdrawn = true
+		} else if err := opaqueFlowSpec(in.reach.Value); err != nil {
+			s.log.Warn("UPDATE: NLRIs treated as withdrawn", "family", bgp.FamilyName(in.reachF), "error", err, "rfc", "8955 §4.2")
+			in.reachWithdrawn = true
 		} else {
 			valAttrs = append(valAttrs, in.reach)
 		}
@@ -255,6 +258,28 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 		in.attrs = append(in.attrs, a)
 	}
 	return in, nil
+}
+
+// opaqueFlowSpec reports a FlowSpec NLRI holding a component GoBGP could
+// not decode (an unknown type, or a known one with a bad operator list).
+// GoBGP keeps such a component, and everything after it in the NLRI, as one
+// opaque blob and then sorts the components by type, so the NLRI it would
+// send on is not the one received and the route could not be withdrawn by
+// the sender's own NLRI. It also cannot be used for filtering (RFC 8955
+// §4.2), so the whole family's NLRIs in the UPDATE are treated as withdrawn.
+func opaqueFlowSpec(nlris []gb.PathNLRI) error {
+	for _, pn := range nlris {
+		f, ok := pn.NLRI.(*gb.FlowSpecNLRI)
+		if !ok {
+			continue
+		}
+		for _, c := range f.Value {
+			if _, ok := c.(*gb.FlowSpecUnknown); ok {
+				return fmt.Errorf("FlowSpec NLRI %v: component of type %d not decodable", f, c.Type())
+			}
+		}
+	}
+	return nil
 }
 
 // changes turns a classified UPDATE into engine changes and the RTC

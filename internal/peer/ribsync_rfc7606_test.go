@@ -270,6 +270,17 @@ func rfc7606Cases() []rfcCase {
 					t.Errorf("changes %v", cs)
 				}
 			}},
+		{name: "flowspec_undecodable_component_withdrawn", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyFlowVPNv4}, act: actWithdraw,
+			msg: func(t testing.TB, f *rfcFixture) []byte {
+				// Type 240 is unknown: GoBGP keeps it and the rest of the
+				// NLRI as one blob it would not send back unchanged.
+				return flowUpdate(t, &gb.FlowSpecUnknown{Value: []byte{0xf0, 0x81, 0x01}})
+			},
+			check: func(t *testing.T, cs []engine.Change) {
+				if len(cs) != 1 || cs[0].Type != engine.Withdraw || cs[0].Route.Family() != bgp.FamilyFlowVPNv4 {
+					t.Errorf("changes %v", cs)
+				}
+			}},
 		{name: "malformed_attribute_spares_mp_unreach_of_other_family", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyEVPN}, act: actWithdraw,
 			msg: func(t testing.TB, f *rfcFixture) []byte {
 				mac := rsMAC(t, "42.42.42.42:5", "01:02:03:04:05:06", 5000, netip.Addr{}, nil)

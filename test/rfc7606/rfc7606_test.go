@@ -250,6 +250,22 @@ func exaCases() []exaCase {
 				return b.update(append([]gb.PathAttributeInterface{b.reach(bgp.FamilyFlowVPNv4, b.routes.flow, &dup)}, b.common()...))
 			},
 			keys: func(r *routeSet) []string { return []string{r.flowKey} }},
+		// The valid FlowSpec route and an NLRI with a component of unknown
+		// type 240 (RFC 8955 §4.2: unusable for filtering; GoBGP keeps it
+		// as an opaque blob it would not send back unchanged): the
+		// family's NLRIs of the UPDATE are withdrawn.
+		{name: "flowspec_undecodable_component_withdrawn", want: actWithdraw,
+			setup: flowSetup, setupKeys: func(r *routeSet) []string { return []string{r.flowKey} },
+			msg: func(b *builder) []byte {
+				n, ok := b.routes.flow.(*gb.FlowSpecNLRI)
+				if !ok {
+					b.t.Fatalf("FlowSpec NLRI is a %T", b.routes.flow)
+				}
+				odd := *n
+				odd.Value = []gb.FlowSpecComponentInterface{n.Value[0], &gb.FlowSpecUnknown{Value: []byte{0xf0, 0x81, 0x01}}}
+				return b.update(append([]gb.PathAttributeInterface{b.reach(bgp.FamilyFlowVPNv4, b.routes.flow, &odd)}, b.common()...))
+			},
+			keys: func(r *routeSet) []string { return []string{r.flowKey} }},
 		{name: "malformed_attribute_spares_mp_unreach_of_other_family", want: actWithdraw,
 			setup: macSetup, setupKeys: func(r *routeSet) []string { return []string{r.macKey} },
 			msg: func(b *builder) []byte {
