@@ -85,6 +85,10 @@ type BGP struct {
 	// PeerAS and MD5Password are the defaults of every peer.
 	PeerAS      uint32
 	MD5Password string
+	// RouteReflector makes every iBGP peer a route reflector client
+	// (RFC 4456) with ClusterID (default RouterID) as our cluster id.
+	RouteReflector bool
+	ClusterID      netip.Addr
 
 	// Peers are all configured neighbours: those of the peers option first,
 	// then those of passive_peers, each in file order, with per-peer

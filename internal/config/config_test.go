@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 	want := BGP{
 		LocalAddress: la, MyAS: 64512, EnableRTC: true, Port: 179, RouterID: la,
 		HoldTime: 180, ConnectRetry: 5 * time.Second, Listen: true, ListenAddress: la,
-		ListenPort: 179, PeerAS: 64512,
+		ListenPort: 179, PeerAS: 64512, ClusterID: la,
 	}
 	if !reflect.DeepEqual(c.BGP, want) {
 		t.Errorf("BGP = %+v\nwant %+v", c.BGP, want)
@@ -155,6 +155,16 @@ func TestGoodValues(t *testing.T) {
 			}
 			if !b.Peers[0].EBGP(b.MyAS) {
 				t.Error("peer_as 65001 with my_as 64512 is not eBGP")
+			}
+		}},
+		{"route reflector, cluster id from router_id", []string{minimal + "router_id = 198.51.100.1\nroute_reflector = yes\n"}, func(t *testing.T, c *Config) {
+			if !c.BGP.RouteReflector || c.BGP.ClusterID != netip.MustParseAddr("198.51.100.1") {
+				t.Errorf("route_reflector %v cluster_id %s", c.BGP.RouteReflector, c.BGP.ClusterID)
+			}
+		}},
+		{"route reflector with cluster_id", []string{minimal + "route_reflector = true\ncluster_id = 198.51.100.9\n"}, func(t *testing.T, c *Config) {
+			if !c.BGP.RouteReflector || c.BGP.ClusterID != netip.MustParseAddr("198.51.100.9") {
+				t.Errorf("route_reflector %v cluster_id %s", c.BGP.RouteReflector, c.BGP.ClusterID)
 			}
 		}},
 		{"hold_time 3", []string{minimal + "hold_time = 3\n"}, func(t *testing.T, c *Config) {
@@ -348,6 +358,8 @@ func TestBadValues(t *testing.T) {
 		{"peer both active and passive", []string{minimal + "peers = 192.0.2.2\npassive_peers = 192.0.2.2\n"}, `[BGP] passive_peers: "192.0.2.2" lists 192.0.2.2, which peers also lists`},
 		{"passive_peers host name", []string{minimal + "passive_peers = rr1\n"}, `[BGP] passive_peers: "rr1" is not an IPv4 address (host names are not supported)`},
 		{"router_id", []string{minimal + "router_id = 0.0.0.0\n"}, `[BGP] router_id: "0.0.0.0" is not a unicast IPv4 address`},
+		{"route_reflector", []string{minimal + "route_reflector = sometimes\n"}, `[BGP] route_reflector: "sometimes" is not a boolean (true/false, yes/no, on/off, 1/0)`},
+		{"cluster_id", []string{minimal + "cluster_id = 10.0.0.0/8\n"}, `[BGP] cluster_id: "10.0.0.0/8" is not an IPv4 address`},
 		{"hold_time 1", []string{minimal + "hold_time = 1\n"}, `[BGP] hold_time: "1" is not a valid hold time (0 or 3..65535 seconds)`},
 		{"hold_time 2", []string{minimal + "hold_time = 2\n"}, `[BGP] hold_time: "2" is not a valid hold time (0 or 3..65535 seconds)`},
 		{"hold_time too big", []string{minimal + "hold_time = 65536\n"}, `[BGP] hold_time: "65536" is out of range (0..65535)`},
@@ -499,7 +511,8 @@ func TestExampleConfig(t *testing.T) {
 	  "API": {"host": "127.0.0.1", "port": 8082},
 	  "BGP": {"local_address": "127.0.0.1", "peers": [], "my_as": 64512, "enable_rtc": true, "bgp_port": 179,
 	          "router_id": "127.0.0.1", "hold_time": 180, "connect_retry": 5, "passive_peers": [], "listen": true,
-	          "listen_address": "127.0.0.1", "listen_port": 1179, "peer_as": 64512, "md5_password": null},
+	          "listen_address": "127.0.0.1", "listen_port": 1179, "peer_as": 64512, "md5_password": null,
+	          "route_reflector": false, "cluster_id": "127.0.0.1"},
 	  "DATAPLANE_DRIVER_IPVPN": {"dataplane_driver": "dummy", "dataplane_local_address": null},
 	  "DATAPLANE_DRIVER_EVPN": {"dataplane_driver": "dummy", "dataplane_local_address": null}
 	}`

@@ -158,6 +158,9 @@ func (p *parser) bgp() BGP {
 			b.MD5Password = v.value
 		}
 	}
+	read(p, rs, sec, "route_reflector", &b.RouteReflector, parseBool)
+	b.ClusterID = b.RouterID
+	read(p, rs, sec, "cluster_id", &b.ClusterID, optionalAddr(b.RouterID, parseIPv4))
 	b.activeList = p.addressList(rs, sec, "peers")
 	b.passiveList = p.addressList(rs, sec, "passive_peers")
 	for _, a := range b.passiveList {

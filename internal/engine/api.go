@@ -17,7 +17,7 @@ import (
 )
 
 // Kind says whether a worker is a BGP peer or local (VPN instance, manager).
-// Peer-to-peer delivery never happens (bagpipe is not a reflector).
+// Peer-to-peer delivery happens only in a route reflector (Config.Reflect).
 type Kind int
 
 const (
@@ -79,6 +79,11 @@ type Config struct {
 	NextHop netip.Addr
 	// QueueLimit bounds each worker's queue (events); 0 means a default.
 	QueueLimit int
+	// Reflect makes the engine a route reflector's (RFC 4456): routes
+	// from one peer go to the other peers too, and peers' subscriptions
+	// count as local ones for RTC origination, so that the reflector asks
+	// every client for what any other client imports (RFC 4684 §3.2).
+	Reflect bool
 }
 
 // ManagerName is the source name of RTC routes the engine originates, as the

@@ -45,13 +45,19 @@ type famRT struct {
 // matchState is the set of workers subscribed to one match.
 type matchState struct {
 	workers []*Worker // in subscription order; a worker appears once
-	local   int       // how many of them are not peers
+	local   int       // how many of them count for RTC (countsForRTC)
 }
 
 // allowed is the dispatch rule (bgp-core §2.5): never back to the source,
-// never from a peer to a peer.
-func allowed(src, dst *Worker) bool {
-	return src != dst && (src.kind != Peer || dst.kind != Peer)
+// never from a peer to a peer unless the engine is a reflector's.
+func (e *Engine) allowed(src, dst *Worker) bool {
+	return src != dst && (e.cfg.Reflect || src.kind != Peer || dst.kind != Peer)
+}
+
+// countsForRTC says whether w's subscriptions make RTC routes: a local
+// worker's always, a peer's only in a reflector.
+func (e *Engine) countsForRTC(w *Worker) bool {
+	return w.kind != Peer || e.cfg.Reflect
 }
 
 func familyOf(afi uint16, safi uint8) bgp.Family {
@@ -297,7 +303,7 @@ func (e *Engine) advertise(src *Worker, r *bgp.Route) {
 	e.epoch++
 	picked := e.subscribers(r, e.scratch[:0])
 	for _, w := range picked {
-		if allowed(src, w) {
+		if e.allowed(src, w) {
 			w.push(Event{Type: Advertise, Route: r, Replaced: old, Source: src.name})
 		}
 	}
@@ -316,7 +322,7 @@ func (e *Engine) advertise(src *Worker, r *bgp.Route) {
 	n := len(picked)
 	picked = e.subscribers(old, picked)
 	for _, w := range picked[n:] {
-		if allowed(src, w) {
+		if e.allowed(src, w) {
 			w.push(Event{Type: Withdraw, Route: old, Source: src.name})
 		}
 	}
@@ -345,7 +351,7 @@ func (e *Engine) removeEntry(src *Worker, ent *entry) {
 	e.epoch++
 	picked := e.subscribers(r, e.scratch[:0])
 	for _, w := range picked {
-		if allowed(src, w) {
+		if e.allowed(src, w) {
 			w.push(Event{Type: Withdraw, Route: r, Source: src.name})
 		}
 	}
@@ -384,7 +390,7 @@ func (e *Engine) subscribe(w *Worker, m Match) {
 		}
 	}
 	ms.workers = append(ms.workers, w)
-	if w.kind != Peer {
+	if e.countsForRTC(w) {
 		ms.local++
 		if ms.local == 1 {
 			e.firstLocal(m)
@@ -393,7 +399,7 @@ func (e *Engine) subscribe(w *Worker, m Match) {
 	// Replay before recording the match, so that w.covers reflects only
 	// the routes w already has.
 	e.eachUnder(m, func(ent *entry) {
-		if allowed(ent.src, w) && !w.covers(ent.route) {
+		if e.allowed(ent.src, w) && !w.covers(ent.route) {
 			w.push(Event{Type: Advertise, Route: ent.route, Source: ent.src.name})
 		}
 	})
@@ -409,7 +415,7 @@ func (e *Engine) unsubscribe(w *Worker, m Match) {
 	e.log.Info("unsubscribe", "worker", w.name, "match", m.String())
 	delete(w.matches, m)
 	e.eachUnder(m, func(ent *entry) {
-		if allowed(ent.src, w) && !w.covers(ent.route) {
+		if e.allowed(ent.src, w) && !w.covers(ent.route) {
 			w.push(Event{Type: Withdraw, Route: ent.route, Source: ent.src.name})
 		}
 	})
@@ -427,7 +433,7 @@ func (e *Engine) dropSubscriber(w *Worker, m Match) {
 		return
 	}
 	ms.workers = slices.Delete(ms.workers, i, i+1)
-	if w.kind != Peer {
+	if e.countsForRTC(w) {
 		ms.local--
 		if ms.local == 0 {
 			e.lastLocal(m)
@@ -470,7 +476,7 @@ func (e *Engine) snapshot(w *Worker) []Event {
 	}
 	for m := range w.matches {
 		e.eachUnder(m, func(ent *entry) {
-			if !allowed(ent.src, w) {
+			if !e.allowed(ent.src, w) {
 				return
 			}
 			if seen != nil {

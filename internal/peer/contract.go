@@ -29,7 +29,12 @@ type Negotiated struct {
 	PeerAddress  netip.Addr
 	// RouterID is our BGP identifier (for the RFC 4456 loop check).
 	RouterID netip.Addr
-	HoldTime uint16 // negotiated, seconds; 0 = no keepalives
+	// PeerRouterID is the neighbour's BGP identifier, from its OPEN.
+	PeerRouterID netip.Addr
+	// ClusterID is valid when we reflect this iBGP neighbour's routes
+	// (Config.ClusterID; never set on eBGP).
+	ClusterID netip.Addr
+	HoldTime  uint16 // negotiated, seconds; 0 = no keepalives
 }
 
 // RIBWorker is the part of *engine.Worker a session uses; tests may fake it.

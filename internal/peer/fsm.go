@@ -569,6 +569,10 @@ func (f *fsm) openSent(c *conn, ev rxEvent) (State, reason, error) {
 	}
 	neg.PeerAddress = f.cfg.PeerAddress
 	neg.RouterID = f.cfg.RouterID
+	neg.PeerRouterID = o.ID
+	if !neg.EBGP {
+		neg.ClusterID = f.cfg.ClusterID
+	}
 	c.neg, c.peerID = neg, o.ID
 	if lose, why := f.collide(c); lose {
 		return Idle, reason{code: reasonCollision, detail: why}, collisionCease(why)

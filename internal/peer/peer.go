@@ -67,6 +67,12 @@ type Config struct {
 	// MD5Password protects the TCP connections with RFC 2385 TCP-MD5
 	// (Linux only), on outgoing connections and on the Listener.
 	MD5Password string
+	// ClusterID, when valid, makes an iBGP neighbour a route reflector
+	// client of ours (RFC 4456): routes learned from it get its BGP
+	// identifier as ORIGINATOR_ID, reflected routes get ClusterID on
+	// CLUSTER_LIST, and routes already carrying it are loops. The engine
+	// must reflect too (engine.Config.Reflect).
+	ClusterID netip.Addr
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -103,6 +109,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if !c.RouterID.Is4() || c.RouterID.IsUnspecified() {
 		return c, fmt.Errorf("peer: router id %s is not a non-zero IPv4 address", c.RouterID)
+	}
+	if c.ClusterID.IsValid() && (!c.ClusterID.Is4() || c.ClusterID.IsUnspecified()) {
+		return c, fmt.Errorf("peer: cluster id %s is not a non-zero IPv4 address", c.ClusterID)
 	}
 	if c.Port == 0 {
 		c.Port = DefaultPort

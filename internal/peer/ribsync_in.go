@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	gb "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 
@@ -239,6 +240,11 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 		// an earlier version of it, hence a withdraw.
 		in.withdrawAll = true
 		s.loopsIgnored.Add(1)
+	} else if s.clusterLoop(v.PathAttributes) {
+		// RFC 4456 §8: our cluster id on CLUSTER_LIST means the route
+		// went round a reflection loop.
+		in.withdrawAll = true
+		s.loopsIgnored.Add(1)
 	}
 
 	for _, a := range v.PathAttributes {
@@ -257,7 +263,33 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 		}
 		in.attrs = append(in.attrs, a)
 	}
+	if s.neg.ClusterID.IsValid() && !slices.ContainsFunc(in.attrs, isOriginatorID) {
+		// RFC 4456 §8: a reflector sets ORIGINATOR_ID to the client's
+		// identifier; doing it on receipt lets every other session
+		// reflect the route as it is stored.
+		if o, err := gb.NewPathAttributeOriginatorId(s.neg.PeerRouterID); err == nil {
+			in.attrs = append(in.attrs, o)
+		}
+	}
 	return in, nil
+}
+
+func isOriginatorID(a gb.PathAttributeInterface) bool {
+	return a.GetType() == gb.BGP_ATTR_TYPE_ORIGINATOR_ID
+}
+
+// clusterLoop says whether a reflected UPDATE carries our cluster id on
+// CLUSTER_LIST.
+func (s *ribSync) clusterLoop(attrs []gb.PathAttributeInterface) bool {
+	if !s.neg.ClusterID.IsValid() {
+		return false
+	}
+	for _, a := range attrs {
+		if c, ok := a.(*gb.PathAttributeClusterList); ok {
+			return slices.Contains(c.Value, s.neg.ClusterID)
+		}
+	}
+	return false
 }
 
 // opaqueFlowSpec reports a FlowSpec NLRI holding a component GoBGP could

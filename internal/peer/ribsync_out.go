@@ -354,11 +354,12 @@ func (s *ribSync) wireNextHop(r *bgp.Route) (netip.Addr, bool) {
 // an eBGP peer (2-octet AS_PATH with AS_TRANS plus AS4_PATH when the peer
 // lacks 4-octet AS support, RFC 6793 §4.2.2), LOCAL_PREF 100 added when
 // absent on iBGP and removed on eBGP, route reflection attributes removed on
-// eBGP. Sorted by type code.
+// eBGP and our cluster id prepended when we reflect. Sorted by type code.
 func (s *ribSync) wireAttrs(a *bgp.Attrs) []gb.PathAttributeInterface {
 	out := make([]gb.PathAttributeInterface, 0, len(a.List())+3)
 	var asPath *gb.PathAttributeAsPath
-	origin, localPref := false, false
+	var clusters []netip.Addr
+	origin, localPref, reflected := false, false, false
 	for _, p := range a.List() {
 		switch p.GetType() {
 		case gb.BGP_ATTR_TYPE_ORIGIN:
@@ -373,12 +374,31 @@ func (s *ribSync) wireAttrs(a *bgp.Attrs) []gb.PathAttributeInterface {
 				continue
 			}
 			localPref = true
-		case gb.BGP_ATTR_TYPE_ORIGINATOR_ID, gb.BGP_ATTR_TYPE_CLUSTER_LIST:
+		case gb.BGP_ATTR_TYPE_ORIGINATOR_ID:
 			if s.neg.EBGP {
 				continue
 			}
+			reflected = true
+		case gb.BGP_ATTR_TYPE_CLUSTER_LIST:
+			if s.neg.EBGP {
+				continue
+			}
+			if c, ok := p.(*gb.PathAttributeClusterList); ok {
+				clusters = c.Value
+			}
+			continue // rebuilt below
 		}
 		out = append(out, p)
+	}
+	if reflected && s.neg.ClusterID.IsValid() {
+		// RFC 4456 §8: a reflector prepends its cluster id. Routes we
+		// originate have no ORIGINATOR_ID and are sent unchanged.
+		clusters = append([]netip.Addr{s.neg.ClusterID}, clusters...)
+	}
+	if len(clusters) > 0 {
+		if c, err := gb.NewPathAttributeClusterList(clusters); err == nil {
+			out = append(out, c)
+		}
 	}
 	if !origin {
 		out = append(out, gb.NewPathAttributeOrigin(gb.BGP_ORIGIN_ATTR_TYPE_IGP))

@@ -705,3 +705,69 @@ func TestVPNv6IPv4NextHop(t *testing.T) {
 		t.Errorf("next hop %s, want %s", nh, rsDataplane)
 	}
 }
+
+// TestReflectorClient: with a cluster id (we reflect this iBGP peer's
+// routes, RFC 4456 §8), a client's route gets the client's identifier as
+// ORIGINATOR_ID on receipt, a route with our cluster id on CLUSTER_LIST is
+// a loop, and reflected routes leave with our cluster id prepended while
+// the routes we originate leave without CLUSTER_LIST.
+func TestReflectorClient(t *testing.T) {
+	cluster := netip.MustParseAddr("198.51.100.99")
+	client := netip.MustParseAddr("198.51.100.2")
+	neg := rsIBGP(bgp.FamilyVPNv4)
+	neg.RouterID, neg.PeerRouterID, neg.ClusterID = rsLocal, client, cluster
+	w := newRIBFake()
+	s := newRIBSync(neg, w, rsLog(t))
+	r := rsVPN(t, "42.42.42.42:5", "10.1.2.3/32", 16, netip.Addr{}, nil)
+	mustReceive(t, s, rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyVPNv4, rsPeer, r.NLRI())}, rsPeerAttrs(rsRT1)...)...))
+	if len(w.published) != 1 || w.published[0][0].Type != engine.Advertise {
+		t.Fatalf("client route not accepted: %v", w.published)
+	}
+	got := w.published[0][0].Route
+	var origin netip.Addr
+	for _, a := range got.Attrs().List() {
+		if o, ok := a.(*gb.PathAttributeOriginatorId); ok {
+			origin = o.Value
+		}
+	}
+	if origin != client {
+		t.Errorf("ORIGINATOR_ID %v, want the client's identifier %s", origin, client)
+	}
+
+	// Reflected to another client: our cluster id first on CLUSTER_LIST.
+	out := newRIBSync(neg, newRIBFake(), rsLog(t))
+	own := rsVPN(t, "42.42.42.42:6", "10.9.9.9/32", 17, rsDataplane, rsRTAttrs(rsRT1))
+	msgs, err := out.outgoing(t.Context(), []engine.Event{rsAdv(got), rsAdv(own)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters := map[string][]netip.Addr{}
+	for _, u := range rsDecode(t, msgs) {
+		for _, a := range u.attrs {
+			if c, ok := a.(*gb.PathAttributeClusterList); ok {
+				for _, n := range u.reach {
+					clusters[n.String()] = c.Value
+				}
+			}
+		}
+	}
+	if c := clusters[got.NLRI().String()]; len(c) != 1 || c[0] != cluster {
+		t.Errorf("reflected route sent with CLUSTER_LIST %v, want [%s]", c, cluster)
+	}
+	if c, ok := clusters[own.NLRI().String()]; ok {
+		t.Errorf("our own route sent with CLUSTER_LIST %v", c)
+	}
+
+	// Our cluster id on CLUSTER_LIST: a reflection loop, withdrawn.
+	cl, err := gb.NewPathAttributeClusterList([]netip.Addr{netip.MustParseAddr("198.51.100.50"), cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, s, rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyVPNv4, rsPeer, r.NLRI()), mustOriginator(t, client), cl}, rsPeerAttrs(rsRT1)...)...))
+	if len(w.published) != 2 || w.published[1][0].Type != engine.Withdraw {
+		t.Fatalf("looping route not withdrawn: %v", w.published)
+	}
+	if st := s.stats(); st.LoopsIgnored != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}

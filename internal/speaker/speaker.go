@@ -39,6 +39,7 @@ func New(ctx context.Context, cfg config.BGP, log *slog.Logger) (*Speaker, error
 		EnableRTC: cfg.EnableRTC,
 		LocalAS:   cfg.MyAS,
 		NextHop:   cfg.LocalAddress,
+		Reflect:   cfg.RouteReflector,
 	}, log.With("component", "engine"))
 	s := &Speaker{cfg: cfg, log: log, eng: eng}
 	for _, pc := range cfg.Peers {
@@ -89,6 +90,10 @@ func peerConfig(cfg config.BGP, pc config.Peer, log *slog.Logger) peer.Config {
 	if pc.HoldTime == 0 {
 		hold = peer.NoHoldTime
 	}
+	var clusterID netip.Addr
+	if cfg.RouteReflector {
+		clusterID = cfg.ClusterID
+	}
 	return peer.Config{
 		LocalAddress: cfg.LocalAddress,
 		PeerAddress:  pc.Address,
@@ -102,6 +107,7 @@ func peerConfig(cfg config.BGP, pc config.Peer, log *slog.Logger) peer.Config {
 		Passive:      pc.Passive,
 		ActiveOnly:   !cfg.Listen,
 		MD5Password:  pc.MD5Password,
+		ClusterID:    clusterID,
 		Logger:       log, // the peer adds its own address
 	}
 }
