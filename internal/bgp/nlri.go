@@ -205,3 +205,22 @@ func LocalPref(v uint32) gb.PathAttributeInterface { return gb.NewPathAttributeL
 func ExtendedCommunities(ecs ...gb.ExtendedCommunityInterface) gb.PathAttributeInterface {
 	return gb.NewPathAttributeExtendedCommunities(ecs)
 }
+
+// CheckLabels reports a VPN NLRI whose MPLS label stack GoBGP's encoder
+// would not write back as received: a label of value 0 or 0x80000 above the
+// bottom of the stack is written as the all-zero or withdraw pattern, which
+// ends the stack when decoded (the TC bits that made the received entry
+// different are not kept). A receiver must not re-advertise such a route.
+func CheckLabels(nlri gb.NLRI) error {
+	n, ok := nlri.(*gb.LabeledVPNIPAddrPrefix)
+	if !ok {
+		return nil
+	}
+	ls := n.Labels.Labels
+	for i := 0; i+1 < len(ls); i++ {
+		if ls[i] == 0 || ls[i] == gb.WITHDRAW_LABEL>>4 {
+			return fmt.Errorf("MPLS label %d at depth %d of %d cannot be encoded above the bottom of the stack", ls[i], i, len(ls))
+		}
+	}
+	return nil
+}

@@ -336,6 +336,7 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 		return attrs
 	}
 	var advertised, withdrawn uint64
+	nlriWithdrawn := false // some NLRI alone treated as withdrawn
 	withdraw := func(f bgp.Family, nlri gb.NLRI) {
 		r, err := bgp.NewRoute(f, nlri, netip.Addr{}, nil)
 		if err != nil {
@@ -351,6 +352,14 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 		}
 	}
 	advertise := func(f bgp.Family, nlri gb.NLRI, nh netip.Addr) {
+		if err := bgp.CheckLabels(nlri); err != nil {
+			// Could not be sent on unchanged: treat-as-withdraw for this
+			// NLRI alone (RFC 7606 §5.3).
+			s.log.Warn("UPDATE: NLRI treated as withdrawn", "family", bgp.FamilyName(f), "error", err, "rfc", "7606 §5.3")
+			withdraw(f, nlri)
+			nlriWithdrawn = true
+			return
+		}
 		r, err := bgp.NewRoute(f, s.compact(nlri), nh, sharedAttrs())
 		if err != nil {
 			s.log.Warn("UPDATE: NLRI ignored", "family", bgp.FamilyName(f), "error", err)
@@ -395,6 +404,9 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 	}
 	s.routesIn.Add(advertised)
 	s.withdrawsIn.Add(withdrawn)
+	if nlriWithdrawn && !in.withdrawAll && !in.reachWithdrawn {
+		s.treatedAsWithdraw.Add(1)
+	}
 	return cs, subs, unsubs
 }
 

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -25,6 +26,7 @@ const (
 	actDiscard                   // routes advertised without the attribute
 	actReset                     // NOTIFICATION
 	actIgnore                    // nothing published
+	actNLRI                      // one NLRI treat-as-withdraw, the others advertised (check says which)
 )
 
 type rfcCase struct {
@@ -281,6 +283,29 @@ func rfc7606Cases() []rfcCase {
 					t.Errorf("changes %v", cs)
 				}
 			}},
+		{name: "vpn_label_zero_above_bottom_of_stack_withdrawn", act: actNLRI,
+			msg: func(t testing.TB, f *rfcFixture) []byte {
+				// a with labels 5, 16 and b, then a's label 5 rewritten as
+				// label 0 with TC bits 001: GoBGP decodes labels 0, 16 but
+				// would send 00 00 00 (the end-of-stack pattern) back.
+				rd := rsRD(t, "42.42.42.42:5")
+				two, err := gb.NewLabeledVPNIPAddrPrefix(netip.MustParsePrefix("10.1.2.3/32"), *gb.NewMPLSLabelStack(5, 16), rd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyVPNv4, rsPeer, two, f.b.NLRI())}, rsPeerAttrs(rsRT1)...)...)
+				i := bytes.Index(b, []byte{0x00, 0x00, 0x50, 0x00, 0x01, 0x01})
+				if i < 0 {
+					t.Fatalf("label stack not found in % x", b)
+				}
+				b[i+2] = 0x02
+				return b
+			},
+			check: func(t *testing.T, cs []engine.Change) {
+				if len(cs) != 2 || cs[0].Type != engine.Withdraw || cs[1].Type != engine.Advertise {
+					t.Errorf("changes %v, want the odd NLRI withdrawn and the other advertised", cs)
+				}
+			}},
 		{name: "malformed_attribute_spares_mp_unreach_of_other_family", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyEVPN}, act: actWithdraw,
 			msg: func(t testing.TB, f *rfcFixture) []byte {
 				mac := rsMAC(t, "42.42.42.42:5", "01:02:03:04:05:06", 5000, netip.Addr{}, nil)
@@ -370,6 +395,13 @@ func TestRFC7606(t *testing.T) {
 			case actIgnore:
 				if len(cs) != 0 {
 					t.Fatalf("published %v", cs)
+				}
+			case actNLRI:
+				if st.TreatedAsWithdraw != 1 {
+					t.Errorf("TreatedAsWithdraw = %d", st.TreatedAsWithdraw)
+				}
+				if c.check == nil {
+					t.Fatal("an actNLRI case needs a check")
 				}
 			case actWithdraw:
 				if st.TreatedAsWithdraw != 1 {
