@@ -4,8 +4,9 @@
 # everything is already present (no apt-get update, no go install).
 #
 #   apt:   gobgpd (Debian's GoBGP 3.x, the interop peer), exabgp (the crafted
-#          UPDATE sender), iproute2 (ip/ss for network tests), procps (ps, for
-#          debugging leaked peers), ca-certificates (Go module downloads).
+#          UPDATE sender), frr (bgpd + zebra, the E-VPN VTEP interop peer),
+#          iproute2 (ip/ss for network tests), procps (ps, for debugging
+#          leaked peers), ca-certificates (Go module downloads).
 #   tools: staticcheck, and GoBGP v4.8.0's gobgpd/gobgp for the benchmark,
 #          installed into ./.tools/bin (never into go.mod).
 set -euo pipefail
@@ -17,7 +18,7 @@ tools_bin="${repo_root}/.tools/bin"
 staticcheck_version="v0.8.2"   # 2026.1.x, the first line supporting Go 1.26
 gobgp_version="v4.8.0"         # the version the issue's benchmark compares against
 
-apt_packages=(gobgpd exabgp iproute2 iputils-ping iputils-arping util-linux procps ca-certificates graphviz)
+apt_packages=(gobgpd exabgp frr iproute2 iputils-ping iputils-arping util-linux procps ca-certificates graphviz)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -36,7 +37,21 @@ if ((${#missing[@]} > 0)); then
 	log "apt-get install ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	# The packages' services (gobgpd, exabgp, frr's zebra and watchfrr)
+	# must not start on install: tests run their own daemons. Without
+	# systemd, invoke-rc.d asks policy-rc.d, which says "not now" (101)
+	# while we install, unless the machine has a policy of its own.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=false
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		own_policy=true
+	fi
+	status=0
+	apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+	if $own_policy; then rm -f "$policy"; fi
+	((status == 0)) || exit "$status"
 else
 	log "apt packages present"
 fi
@@ -44,7 +59,7 @@ fi
 # Should the packages' own services run (a machine with systemd), they would
 # bind :179 and :50051 and collide with the tests' own gobgpd and exabgp.
 if command -v systemctl >/dev/null 2>&1; then
-	for svc in exabgp gobgpd; do
+	for svc in exabgp gobgpd frr; do
 		if systemctl is-active --quiet "$svc" 2>/dev/null; then
 			log "stopping the ${svc} system service (tests run their own)"
 			systemctl stop "$svc" || true
