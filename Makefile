@@ -11,7 +11,7 @@ FUZZTIME    ?= 2m
 # Whole `go test` run; `make test` must stay under 30 minutes on 2 cores.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run bench-bgp clean
+.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run demo bench-bgp bench-evpn clean
 
 test: deps fmt-check vet staticcheck fuzz-ci unit
 
@@ -43,6 +43,13 @@ build:
 
 run: build
 	./bin/bagpipe-bgp --config-file $(CONFIG)
+
+# Three compute nodes and a route reflector in network namespaces, VMs
+# pinging over one E-VPN, then a clean teardown. Needs root (sudo otherwise).
+demo:
+	$(if $(filter 0,$(shell id -u)),,sudo) bash scripts/install-demo-deps.sh
+	$(GO) build -o $(TOOLS_BIN)/ ./cmd/bagpipe-bgp ./cmd/bagpipe-demo
+	$(if $(filter 0,$(shell id -u)),,sudo) $(TOOLS_BIN)/bagpipe-demo -bagpipe-bgp $(TOOLS_BIN)/bagpipe-bgp $(DEMO_FLAGS)
 
 bench-bgp: deps
 	$(GO) run ./cmd/bench-bgp $(BENCH_FLAGS)
