@@ -171,6 +171,12 @@ func (n *Node) Run(ctx context.Context) error {
 	apiDone := make(chan error, 1)
 	go func() { spDone <- n.sp.Run(spCtx) }()
 	go func() { apiDone <- n.srv.Serve(apiCtx, n.ln) }()
+	settleDone := make(chan struct{})
+	go func() {
+		defer close(settleDone)
+		n.tellSettled(apiCtx)
+	}()
+	defer func() { <-settleDone }()
 
 	var apiErr, spErr error
 	apiStopped, spStopped := false, false
@@ -203,6 +209,30 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	log.Info("bagpipe-bgp stopped")
 	return nil
+}
+
+// settlePoll is how often the daemon looks whether BGP has settled.
+const settlePoll = 200 * time.Millisecond
+
+// tellSettled waits until every peer is Established with End-of-RIB
+// received, then tells the drivers that wait for it (dataplane.Settler),
+// once; it gives up when ctx ends.
+func (n *Node) tellSettled(ctx context.Context) {
+	t := time.NewTicker(settlePoll)
+	defer t.Stop()
+	for !n.sp.Synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	n.log.Info("BGP settled: every peer established, End-of-RIB received")
+	for _, d := range n.mgr.Drivers() {
+		if s, ok := d.(dataplane.Settler); ok {
+			s.BGPSettled()
+		}
+	}
 }
 
 // Close releases what New bound (REST and BGP sockets) for a node that

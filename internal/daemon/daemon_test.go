@@ -180,3 +180,55 @@ func TestNode(t *testing.T) {
 		}
 	})
 }
+
+// settleDriver is a dummy driver that records BGPSettled.
+type settleDriver struct {
+	*dummy.Driver
+	settled chan struct{}
+}
+
+func (s *settleDriver) BGPSettled() { close(s.settled) }
+
+// TestBGPSettled: drivers that wait for BGP (dataplane.Settler) are told
+// once every peer is Established with End-of-RIB received: at once with no
+// peer, never while a configured peer is down.
+func TestBGPSettled(t *testing.T) {
+	run := func(t *testing.T, conf string) (*settleDriver, func()) {
+		t.Helper()
+		plain, _, dps := dummyDrivers(t)
+		evpn := &settleDriver{Driver: plain, settled: make(chan struct{})}
+		dps[dataplane.EVPN] = evpn
+		n, err := New(t.Context(), parse(t, conf), slog.New(slog.DiscardHandler), nil, Options{Drivers: dps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		return evpn, func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Run("no_peer:_settled_at_start", func(t *testing.T) {
+		d, stop := run(t, testConf)
+		defer stop()
+		select {
+		case <-d.settled:
+		case <-time.After(5 * time.Second):
+			t.Fatal("BGPSettled not called within 5 s with no peer")
+		}
+	})
+	t.Run("peer_down:_not_settled", func(t *testing.T) {
+		// Nothing listens on 127.0.0.9 port 1: the session stays down.
+		d, stop := run(t, testConf+"[BGP]\npeers = 127.0.0.9\nbgp_port = 1\nlisten = false\n")
+		defer stop()
+		select {
+		case <-d.settled:
+			t.Fatal("BGPSettled called while the only peer is down")
+		case <-time.After(4 * settlePoll):
+		}
+	})
+}

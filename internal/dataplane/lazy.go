@@ -66,6 +66,24 @@ func (l *Lazy) init(ctx context.Context) error {
 
 var _ Driver = (*Lazy)(nil)
 
+// Settler is a Driver that waits, before removing what it inherited from a
+// previous run, until BGP has brought back what it will after a start (every
+// peer Established with End-of-RIB received): the daemon calls BGPSettled
+// once then. A reflector unreachable for longer than the grace period then
+// costs no flap of inherited entries (dataplanes §9 #57).
+type Settler interface {
+	BGPSettled()
+}
+
+// BGPSettled forwards to the wrapped driver when it is a Settler.
+func (l *Lazy) BGPSettled() {
+	if s, ok := l.Driver.(Settler); ok {
+		s.BGPSettled()
+	}
+}
+
+var _ Settler = (*Lazy)(nil)
+
 // StateAdopter is a Driver that can keep what a previous run of the daemon
 // left in the dataplane and reconcile it, instead of wiping it: Lazy then
 // runs AdoptState where it would run ResetState (whose error is handled the

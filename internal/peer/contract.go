@@ -89,4 +89,7 @@ type RIBStats struct {
 	LoopsIgnored          uint64 // UPDATEs carrying our ORIGINATOR_ID (RFC 4456 §8)
 	AdjRIBOut             int
 	RTCSubscriptions      int
+	// Synced: End-of-RIB received for every negotiated family on this
+	// session.
+	Synced bool
 }

@@ -50,6 +50,9 @@ type ribSync struct {
 	attrCache map[string]*bgp.Attrs // recent attribute sets, shared between UPDATEs
 	rdCache   map[rdKey]gb.RouteDistinguisherInterface
 	eorIn     map[bgp.Family]bool // End-of-RIB markers received
+	// synced: End-of-RIB received for every negotiated family (RFC 4724
+	// §2), i.e. the peer's initial routes are all in.
+	synced atomic.Bool
 
 	outMu sync.Mutex // guards the outbound fields below
 	// adjOut is what the peer has been sent, by route key.
@@ -187,6 +190,7 @@ func (s *ribSync) stop() {
 	clear(s.attrCache)
 	clear(s.rdCache)
 	clear(s.eorIn)
+	s.synced.Store(false)
 	s.rtcSubscriptions.Store(0)
 	s.inMu.Unlock()
 	s.outMu.Lock()
@@ -207,6 +211,7 @@ func (s *ribSync) stats() RIBStats {
 		AttributesDiscarded: s.attributesDiscarded.Load(),
 		AdjRIBOut:           int(s.adjOutLen.Load()),
 		RTCSubscriptions:    int(s.rtcSubscriptions.Load()),
+		Synced:              s.synced.Load(),
 	}
 }
 

@@ -74,6 +74,10 @@ func (s *ribSync) received(msg []byte) error {
 			if !s.eorIn[f] {
 				s.eorIn[f] = true
 				s.log.Debug("End-of-RIB received", "family", bgp.FamilyName(f))
+				if !s.synced.Load() && !slices.ContainsFunc(s.neg.Families, func(nf bgp.Family) bool { return !s.eorIn[nf] }) {
+					s.synced.Store(true)
+					s.log.Info("End-of-RIB received for every family: initial routes all in")
+				}
 			}
 			return nil
 		}

@@ -771,3 +771,28 @@ func TestReflectorClient(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestSyncedAfterEveryEndOfRIB: RIBStats.Synced turns true once End-of-RIB
+// has come for every negotiated family, and false again with a new session.
+func TestSyncedAfterEveryEndOfRIB(t *testing.T) {
+	s := newRIBSync(rsIBGP(bgp.FamilyVPNv4, bgp.FamilyEVPN), newRIBFake(), rsLog(t))
+	eor := func(f bgp.Family) []byte {
+		b, err := gb.NewEndOfRib(f).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mustReceive(t, s, eor(bgp.FamilyVPNv4))
+	if s.stats().Synced {
+		t.Fatal("synced after one End-of-RIB of two")
+	}
+	mustReceive(t, s, eor(bgp.FamilyEVPN))
+	if !s.stats().Synced {
+		t.Fatal("not synced after End-of-RIB for both families")
+	}
+	s.stop()
+	if s.stats().Synced {
+		t.Error("still synced after the session stopped")
+	}
+}

@@ -172,6 +172,18 @@ func (s *Speaker) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
+// Synced says whether every configured peer is Established and has sent
+// End-of-RIB for every negotiated family: what BGP will bring after a
+// start is in (true with no peer at all).
+func (s *Speaker) Synced() bool {
+	for _, p := range s.peers {
+		if i := p.Info(); i.State != peer.Established || !i.RIB.Synced {
+			return false
+		}
+	}
+	return true
+}
+
 // Source adapts the speaker to what the looking glass reads.
 func (s *Speaker) Source() api.BGPSource { return lgSource{s} }
 
