@@ -44,6 +44,18 @@
 //   - Reset and reconcile match exact name prefixes and the link kind
 //     (bridge, vxlan), and skip devices whose alias names another owner.
 //
+// # Remote VTEPs must suppress ARP
+//
+// A VXLAN device with "proxy" (the original's choice, kept) consumes every
+// ARP frame the bridge sends out through it: it answers requests from its
+// neighbours and drops everything else, replies included (the kernel's
+// arp_reduce). A remote VTEP's ARP request, flooded here, reaches the local
+// VM, but the VM's reply never leaves the host. Remote VTEPs must therefore
+// answer their VMs' ARP requests themselves from our MAC/IP routes, as this
+// driver does: FRR needs "neigh_suppress on" on its VXLAN bridge port and
+// an SVI (see test/frr; with neigh_suppress off there, FRR's VM never
+// resolves ours and the pings fail).
+//
 // # Restart: adopt, mark, sweep
 //
 // With preserve_dataplane (the default) a restarted daemon does not wipe
