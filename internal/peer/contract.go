@@ -89,7 +89,7 @@ type RIBStats struct {
 	LoopsIgnored          uint64 // UPDATEs carrying our ORIGINATOR_ID (RFC 4456 §8)
 	AdjRIBOut             int
 	RTCSubscriptions      int
-	// Synced: End-of-RIB received for every negotiated family on this
-	// session.
+	// Synced: End-of-RIB received on this session for every negotiated
+	// family, or for RTC when RTC is negotiated (RFC 4684 §6).
 	Synced bool
 }

@@ -74,9 +74,14 @@ func (s *ribSync) received(msg []byte) error {
 			if !s.eorIn[f] {
 				s.eorIn[f] = true
 				s.log.Debug("End-of-RIB received", "family", bgp.FamilyName(f))
-				if !s.synced.Load() && !slices.ContainsFunc(s.neg.Families, func(nf bgp.Family) bool { return !s.eorIn[nf] }) {
+				// Without Graceful Restart a speaker need not send
+				// End-of-RIB, except for RTC (RFC 4684 §6): GoBGP sends
+				// that one only. With RTC, the peer's VPN routes follow
+				// the memberships it now has.
+				all := !slices.ContainsFunc(s.neg.Families, func(nf bgp.Family) bool { return !s.eorIn[nf] })
+				if !s.synced.Load() && (all || s.neg.RTC && f == bgp.FamilyRTC) {
 					s.synced.Store(true)
-					s.log.Info("End-of-RIB received for every family: initial routes all in")
+					s.log.Info("initial route exchange done", "end_of_rib", bgp.FamilyName(f))
 				}
 			}
 			return nil

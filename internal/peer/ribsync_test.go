@@ -773,7 +773,9 @@ func TestReflectorClient(t *testing.T) {
 }
 
 // TestSyncedAfterEveryEndOfRIB: RIBStats.Synced turns true once End-of-RIB
-// has come for every negotiated family, and false again with a new session.
+// has come for every negotiated family, and false again with a new session;
+// with RTC, the RTC End-of-RIB alone is enough (GoBGP sends only that one
+// without Graceful Restart).
 func TestSyncedAfterEveryEndOfRIB(t *testing.T) {
 	s := newRIBSync(rsIBGP(bgp.FamilyVPNv4, bgp.FamilyEVPN), newRIBFake(), rsLog(t))
 	eor := func(f bgp.Family) []byte {
@@ -794,5 +796,15 @@ func TestSyncedAfterEveryEndOfRIB(t *testing.T) {
 	s.stop()
 	if s.stats().Synced {
 		t.Error("still synced after the session stopped")
+	}
+
+	rtc := newRIBSync(rsIBGP(bgp.FamilyVPNv4, bgp.FamilyEVPN, bgp.FamilyRTC), newRIBFake(), rsLog(t))
+	mustReceive(t, rtc, eor(bgp.FamilyEVPN))
+	if rtc.stats().Synced {
+		t.Fatal("synced after the E-VPN End-of-RIB alone")
+	}
+	mustReceive(t, rtc, eor(bgp.FamilyRTC))
+	if !rtc.stats().Synced {
+		t.Fatal("not synced after the RTC End-of-RIB")
 	}
 }

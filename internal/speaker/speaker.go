@@ -172,12 +172,21 @@ func (s *Speaker) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-// Synced says whether every configured peer is Established and has sent
-// End-of-RIB for every negotiated family: what BGP will bring after a
-// start is in (true with no peer at all).
+// syncFallback is how long a session must be Established to count as
+// synced when its peer sends no End-of-RIB: RFC 4724 asks for it only with
+// Graceful Restart, and Debian's gobgpd 3.10 sends none, not even RTC's.
+// What matters is that the session is up; the dataplane's grace period
+// that follows covers the routes still on their way.
+const syncFallback = 5 * time.Second
+
+// Synced says whether every configured peer is Established and has done
+// its initial route exchange (peer.RIBStats.Synced, or Established for
+// syncFallback): what BGP will bring after a start is coming (true with no
+// peer at all).
 func (s *Speaker) Synced() bool {
 	for _, p := range s.peers {
-		if i := p.Info(); i.State != peer.Established || !i.RIB.Synced {
+		i := p.Info()
+		if i.State != peer.Established || !i.RIB.Synced && time.Since(i.EstablishedSince) < syncFallback {
 			return false
 		}
 	}

@@ -74,6 +74,8 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 				Options:      opts,
 				ConfigLG:     options,
 				Logger:       log,
+				// The daemon says when BGP has settled (dataplane.Settler).
+				WaitForBGP: true,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("[%s]: %w", name, err)

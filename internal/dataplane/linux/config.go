@@ -27,4 +27,9 @@ type Config struct {
 	// Logger receives state changes (Info) and per-entry detail (Debug);
 	// nil discards them.
 	Logger *slog.Logger
+	// WaitForBGP starts the reconcile grace period when BGPSettled is
+	// called (the daemon calls it once every peer has sent End-of-RIB)
+	// instead of at adoption, so that what was inherited from the previous
+	// run is kept while BGP is still down (dataplanes §9 #57).
+	WaitForBGP bool
 }

@@ -48,6 +48,9 @@ type Driver struct {
 	inherited map[string]int
 	sweepAt   time.Time
 	timer     *time.Timer
+	// waitBGP: grace periods start at BGPSettled (Config.WaitForBGP);
+	// settled: it has been called.
+	waitBGP, settled bool
 }
 
 var _ dataplane.Driver = (*Driver)(nil)
@@ -80,17 +83,52 @@ func New(cfg Config) (*Driver, error) {
 		cfgLG = map[string]any{"dataplane_driver": "linux", OptDstPort: int(cfg.Options.DstPort)}
 	}
 	return &Driver{
-		local:  cfg.LocalAddress,
-		opts:   cfg.Options,
-		cfgLG:  cfgLG,
-		kernel: dataplane.KernelRelease(),
-		log:    log.With("vpn_type", string(dataplane.EVPN)),
-		h:      h,
-		raw:    rawSocket{sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}},
-		live:   make(map[string]*instance),
-		names:  make(map[string]string),
+		local:   cfg.LocalAddress,
+		opts:    cfg.Options,
+		cfgLG:   cfgLG,
+		kernel:  dataplane.KernelRelease(),
+		log:     log.With("vpn_type", string(dataplane.EVPN)),
+		h:       h,
+		raw:     rawSocket{sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}},
+		live:    make(map[string]*instance),
+		names:   make(map[string]string),
+		waitBGP: cfg.WaitForBGP,
 	}, nil
 }
+
+// graceRunningLocked says whether grace periods may start now.
+func (d *Driver) graceRunningLocked() bool { return !d.waitBGP || d.settled }
+
+// BGPSettled implements dataplane.Settler: with Config.WaitForBGP, the
+// grace periods of what was inherited start now. Later calls do nothing.
+func (d *Driver) BGPSettled() {
+	if d.closed.Load() {
+		return
+	}
+	d.mu.Lock()
+	if d.settled {
+		d.mu.Unlock()
+		return
+	}
+	d.settled = true
+	if !d.waitBGP {
+		d.mu.Unlock()
+		return
+	}
+	d.armInheritedLocked()
+	insts := slices.Collect(maps.Values(d.live))
+	d.mu.Unlock()
+	// Instances made after the unlock arm their own sweep (settled is set).
+	for _, i := range insts {
+		i.mu.Lock()
+		if !i.closed && len(i.stale) > 0 && i.timer == nil {
+			i.armSweepLocked()
+		}
+		i.mu.Unlock()
+	}
+}
+
+var _ dataplane.Settler = (*Driver)(nil)
 
 // Close stops the sweep timers and closes the netlink sockets; the
 // dataplane stays as it is. Instances must not be used afterwards.
@@ -233,15 +271,37 @@ func (d *Driver) AdoptState(ctx context.Context) error {
 			d.inherited[l.Attrs().Name] = l.Attrs().Index
 		}
 	}
-	d.sweepAt = time.Now().Add(d.opts.Grace)
 	if d.timer != nil {
 		d.timer.Stop()
+		d.timer = nil
 	}
+	d.sweepAt = time.Time{}
 	if len(d.inherited) > 0 {
-		d.log.Info("dataplane devices kept for adoption", "devices", len(d.inherited), "grace", d.opts.Grace.String())
-		d.timer = time.AfterFunc(d.opts.Grace, d.sweepInherited)
+		d.log.Info("dataplane devices kept for adoption", "devices", len(d.inherited), "grace", d.opts.Grace.String(),
+			"waiting_for_bgp", !d.graceRunningLocked())
+		if d.graceRunningLocked() {
+			d.armInheritedLocked()
+		}
 	}
 	return nil
+}
+
+// armInheritedLocked starts the grace period of the inherited devices.
+func (d *Driver) armInheritedLocked() {
+	if len(d.inherited) == 0 || d.timer != nil {
+		return
+	}
+	d.sweepAt = time.Now().Add(d.opts.Grace)
+	d.timer = time.AfterFunc(d.opts.Grace, d.sweepInherited)
+}
+
+// sweepTime is how the looking glass shows a sweep time: not yet known
+// while the grace period waits for BGP.
+func sweepTime(t time.Time) string {
+	if t.IsZero() {
+		return "after BGP has settled"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // sweepInherited deletes the inherited devices no instance adopted.
@@ -306,7 +366,7 @@ func (d *Driver) LookingGlass() dataplane.DriverInfo {
 	}
 	if len(d.inherited) > 0 {
 		extra = append(extra, dataplane.LGItem{Name: "devices_pending_adoption", Value: slices.Sorted(maps.Keys(d.inherited))},
-			dataplane.LGItem{Name: "devices_sweep_at", Value: d.sweepAt.UTC().Format(time.RFC3339)})
+			dataplane.LGItem{Name: "devices_sweep_at", Value: sweepTime(d.sweepAt)})
 	}
 	return dataplane.DriverInfo{
 		Name:            Name,

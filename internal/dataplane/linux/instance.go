@@ -567,7 +567,7 @@ func (i *instance) LookingGlass() []dataplane.LGItem {
 	)
 	if len(i.stale) > 0 {
 		items = append(items, dataplane.LGItem{Name: "reconcile", Value: map[string]any{
-			"stale_entries": len(i.stale), "sweep_at": i.sweepAt.UTC().Format(time.RFC3339)}})
+			"stale_entries": len(i.stale), "sweep_at": sweepTime(i.sweepAt)}})
 	}
 	if i.lastErr != "" {
 		items = append(items, dataplane.LGItem{Name: "last_error", Value: i.lastErr})

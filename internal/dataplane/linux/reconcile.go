@@ -115,15 +115,21 @@ func (i *instance) markStaleLocked(bridge, vxlan bool) error {
 			i.stale[staleKey{kind: staleLocal, mac: n.HardwareAddr.String(), link: n.LinkIndex}] = staleEntry{mac: n.HardwareAddr}
 		}
 	}
-	if len(i.stale) > 0 {
-		i.sweepAt = time.Now().Add(i.d.opts.Grace)
-		i.timer = time.AfterFunc(i.d.opts.Grace, func() {
-			if err := i.sweep(); err != nil {
-				i.log.Warn("stale dataplane entries not all removed", "error", err)
-			}
-		})
+	// Called under d.mu (NewInstance), so settled cannot change meanwhile.
+	if len(i.stale) > 0 && i.d.graceRunningLocked() {
+		i.armSweepLocked()
 	}
 	return nil
+}
+
+// armSweepLocked starts the grace period of the stale entries.
+func (i *instance) armSweepLocked() {
+	i.sweepAt = time.Now().Add(i.d.opts.Grace)
+	i.timer = time.AfterFunc(i.d.opts.Grace, func() {
+		if err := i.sweep(); err != nil {
+			i.log.Warn("stale dataplane entries not all removed", "error", err)
+		}
+	})
 }
 
 func (i *instance) stopTimerLocked() {

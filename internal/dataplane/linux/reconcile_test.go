@@ -158,6 +158,52 @@ func TestReconcile(t *testing.T) {
 		}
 	})
 
+	t.Run("dataplanes §9 #57 with WaitForBGP the grace period starts at BGPSettled", func(t *testing.T) {
+		n := newNS(t)
+		previousRun(t, n)
+		w := watchDeletes(t, n)
+		opts := DefaultOptions()
+		opts.Grace = 500 * time.Millisecond
+		d, err := New(Config{LocalAddress: local, Options: opts, Netns: &n.ns, WaitForBGP: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		if err := d.AdoptState(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e := newEVI(t, d, "net1", 100)
+		sweepAt := func() any {
+			for _, it := range e.LookingGlass() {
+				if it.Name == "reconcile" {
+					return it.Value.(map[string]any)["sweep_at"]
+				}
+			}
+			return nil
+		}
+		if got := sweepAt(); got != "after BGP has settled" {
+			t.Errorf("sweep_at %v while BGP has not settled", got)
+		}
+		// Four grace periods without BGP: nothing inherited goes.
+		time.Sleep(4 * opts.Grace)
+		if neighs, links := w.deletions(); len(neighs)+len(links) != 0 {
+			t.Fatalf("deleted before BGP settled: %v %v", neighs, links)
+		}
+		n.link(t, "evpn---net2")
+		settled := time.Now()
+		d.BGPSettled()
+		d.BGPSettled() // once only
+		waitFor(t, "the sweep", 10*time.Second, func() bool { return sweepAt() == nil })
+		if el := time.Since(settled); el < opts.Grace {
+			t.Errorf("swept %v after BGPSettled, before the %v grace period", el, opts.Grace)
+		}
+		waitFor(t, "net2's devices removed", 10*time.Second, func() bool {
+			_, err1 := n.h.LinkByName("evpn---net2")
+			return gone(err1)
+		})
+		equalLines(t, "FDB after the sweep", n.fdb(t, "vxlan--net1"), nil)
+	})
+
 	t.Run("stale port and local entry swept by SweepStale", func(t *testing.T) {
 		n := newNS(t)
 		previousRun(t, n)
