@@ -55,6 +55,11 @@ func (s *ribSync) received(msg []byte) error {
 			return &NotificationError{Code: gb.BGP_ERROR_UPDATE_MESSAGE_ERROR, Subcode: gb.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
 				Reason: fmt.Sprintf("UPDATE: %v", err)}
 		}
+		if u := s.keepUnknownExtCommunities(msg, merr); u != nil && m != nil {
+			m.Body, merr = u, nil
+		}
+	}
+	if merr != nil {
 		if m == nil || merr.ErrorHandling >= gb.ERROR_HANDLING_AFISAFI_DISABLE {
 			return s.notification(merr, "malformed UPDATE")
 		}

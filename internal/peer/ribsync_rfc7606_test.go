@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 
 	gb "github.com/osrg/gobgp/v4/pkg/packet/bgp"
@@ -306,6 +307,35 @@ func rfc7606Cases() []rfcCase {
 					t.Errorf("changes %v, want the odd NLRI withdrawn and the other advertised", cs)
 				}
 			}},
+		{name: "extcomm_unknown_evpn_subtype_kept", act: actAccept,
+			msg: func(t testing.TB, f *rfcFixture) []byte {
+				return rsUpdate(t, f.with(t, gb.BGP_ATTR_TYPE_EXTENDED_COMMUNITIES, unknownEVPNComms())...)
+			},
+			check: func(t *testing.T, cs []engine.Change) {
+				if len(cs) != 2 || cs[0].Type != engine.Advertise || cs[1].Type != engine.Advertise {
+					t.Fatalf("changes %v, want both routes advertised", cs)
+				}
+				r := cs[0].Route
+				if !slices.Equal(r.RTs(), []bgp.RT{rsRT1}) {
+					t.Errorf("RTs %v", r.RTs())
+				}
+				ec, _ := r.Attrs().Get(gb.BGP_ATTR_TYPE_EXTENDED_COMMUNITIES).(*gb.PathAttributeExtendedCommunities)
+				want, _ := unknownEVPNComms().Serialize()
+				if got, _ := ec.Serialize(); ec == nil || !bytes.Equal(got, want) {
+					t.Errorf("extended communities % x, want % x (sent back as received)", got, want)
+				}
+			}},
+		{name: "extcomm_unknown_evpn_subtype_with_bad_origin_withdrawn", act: actWithdraw,
+			msg: func(t testing.TB, f *rfcFixture) []byte {
+				var attrs []gb.PathAttributeInterface
+				for _, a := range f.with(t, gb.BGP_ATTR_TYPE_EXTENDED_COMMUNITIES, unknownEVPNComms()) {
+					if a.GetType() == gb.BGP_ATTR_TYPE_ORIGIN {
+						a = gb.NewPathAttributeOrigin(7)
+					}
+					attrs = append(attrs, a)
+				}
+				return rsUpdate(t, attrs...)
+			}},
 		{name: "malformed_attribute_spares_mp_unreach_of_other_family", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyEVPN}, act: actWithdraw,
 			msg: func(t testing.TB, f *rfcFixture) []byte {
 				mac := rsMAC(t, "42.42.42.42:5", "01:02:03:04:05:06", 5000, netip.Addr{}, nil)
@@ -450,4 +480,16 @@ func TestRFC7606(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unknownEVPNComms is an EXTENDED_COMMUNITIES attribute with our route
+// target, an E-VPN community of subtype 8 (RFC 9047 ARP/ND, unknown to
+// GoBGP) and an E-VPN multicast-flags community without a flag (refused by
+// GoBGP's decoder too).
+func unknownEVPNComms() *gb.PathAttributeExtendedCommunities {
+	return gb.NewPathAttributeExtendedCommunities([]gb.ExtendedCommunityInterface{
+		rsRT1.ExtendedCommunity(),
+		&gb.UnknownExtended{Type: gb.EC_TYPE_EVPN, Value: []byte{0x08, 0x02, 0, 0, 0, 0, 0}},
+		&gb.UnknownExtended{Type: gb.EC_TYPE_EVPN, Value: []byte{0x09, 0, 0, 0, 0, 0, 0}},
+	})
 }
