@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,13 +25,13 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
 
 // Bounds of the waits of the kernel test; the whole test takes a few
 // seconds once the binaries are built.
 const (
-	buildTimeout   = 5 * time.Minute
 	apiTimeout     = 10 * time.Second // daemon start to REST API answering
 	requestTimeout = 5 * time.Second  // one REST request
 	exitTimeout    = 5 * time.Second  // SIGKILL to the reap
@@ -63,7 +62,8 @@ var kernelEVIs = []struct {
 func TestKernelCleanup(t *testing.T) {
 	testnet.Require(t)
 	t.Run("dataplanes_§9_#56_cleanup_after_kill_-9_removes_exactly_ours,_second_run_changes_nothing", func(t *testing.T) {
-		bins := buildCommands(t, "bagpipe-bgp", "bagpipe-bgp-cleanup")
+		daemonBin := testbin.Build(t, "./cmd/bagpipe-bgp")
+		cleanupBin := testbin.Build(t, "./cmd/bagpipe-bgp-cleanup")
 		start := time.Now()
 		tn, err := testnet.New(t, testnet.Options{})
 		if err != nil {
@@ -97,7 +97,7 @@ func TestKernelCleanup(t *testing.T) {
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		d := startDaemon(t, host, bins["bagpipe-bgp"], conf, port)
+		d := startDaemon(t, host, daemonBin, conf, port)
 		for i, e := range kernelEVIs {
 			req := client.AttachRequest{
 				VPNType:       client.EVPN,
@@ -143,7 +143,7 @@ func TestKernelCleanup(t *testing.T) {
 		if diff := compare(foreignAtStart, foreignBefore); diff != "" {
 			t.Errorf("foreign devices changed while the daemon ran (not the cleanup's doing):\n%s", diff)
 		}
-		out := runCleanup(t, host, bins["bagpipe-bgp-cleanup"], conf)
+		out := runCleanup(t, host, cleanupBin, conf)
 		t.Logf("first run of bagpipe-bgp-cleanup:\n%s", out)
 		removed := countMsg(out, "dataplane device removed")
 		if want := len(ours) + len(leftovers); removed != want {
@@ -171,7 +171,7 @@ func TestKernelCleanup(t *testing.T) {
 		// Idempotent: a second run finds nothing of ours, changes nothing.
 		all := allNames(t, h)
 		first := snapshot(t, h, all)
-		out = runCleanup(t, host, bins["bagpipe-bgp-cleanup"], conf)
+		out = runCleanup(t, host, cleanupBin, conf)
 		if n := countMsg(out, "dataplane device removed"); n != 0 {
 			t.Errorf("second run removed %d devices:\n%s", n, out)
 		}
@@ -185,36 +185,6 @@ func TestKernelCleanup(t *testing.T) {
 			t.Errorf("took %v, want less than 30s", took)
 		}
 	})
-}
-
-// buildCommands builds the named commands of this module into a temporary
-// directory and returns their paths by name.
-func buildCommands(t *testing.T, names ...string) map[string]string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no go command to build %v: %v", names, err)
-		}
-		t.Skipf("no go command to build %v: %v", names, err)
-	}
-	dir := t.TempDir()
-	args := []string{"build", "-o", dir}
-	for _, n := range names {
-		args = append(args, "github.com/bagpipe-go/bagpipe/cmd/"+n)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), buildTimeout)
-	defer cancel()
-	// Run from this package's directory: inside the module, whatever the
-	// caller's working directory was.
-	if out, err := exec.CommandContext(ctx, goBin, args...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	bins := make(map[string]string, len(names))
-	for _, n := range names {
-		bins[n] = filepath.Join(dir, n)
-	}
-	return bins
 }
 
 // freePort returns a TCP port free on the loopback of host's namespace,
@@ -232,29 +202,11 @@ func freePort(t *testing.T, host *testnet.Host) int {
 	return port
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // kernelDaemon is bagpipe-bgp running in the host's namespace.
 type kernelDaemon struct {
 	proc *testnet.Process
 	api  *client.Client
-	out  *lockedBuffer
+	out  *testbin.Buffer
 }
 
 // startDaemon starts bin with conf in host and waits until its REST API
@@ -262,7 +214,7 @@ type kernelDaemon struct {
 // ends (and the Net would kill it at Close too).
 func startDaemon(t *testing.T, host *testnet.Host, bin, conf string, port int) *kernelDaemon {
 	t.Helper()
-	d := &kernelDaemon{out: &lockedBuffer{}}
+	d := &kernelDaemon{out: &testbin.Buffer{}}
 	cmd := exec.Command(bin, "--config-file", conf)
 	cmd.Stdout, cmd.Stderr = d.out, d.out
 	p, err := host.Start(cmd)

@@ -46,7 +46,7 @@ type node struct {
 type demo struct {
 	o     options
 	out   io.Writer
-	clean *cleaner
+	clean *testnet.RunCleaner
 
 	step     int
 	dir      string // temporary files: bgp.conf files, logs with -v
@@ -64,7 +64,7 @@ func runDemo(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bagpipe-demo: %v\n", err)
 		return 1
 	}
-	d := &demo{o: o, out: stdout, clean: &cleaner{}}
+	d := &demo{o: o, out: stdout, clean: &testnet.RunCleaner{}}
 	start := time.Now()
 	err := d.run(ctx)
 	if err != nil {

@@ -7,19 +7,17 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
 
@@ -80,49 +78,6 @@ func TestFindDaemonPrefersTheFlag(t *testing.T) {
 	}
 }
 
-func TestCleanerRunsInReverseOrderOnce(t *testing.T) {
-	var c cleaner
-	var order []int
-	for i := range 3 {
-		c.Cleanup(func() {
-			order = append(order, i)
-			if i == 1 {
-				c.Errorf("clean-up %d failed", i)
-			}
-		})
-	}
-	errs := c.Run()
-	if !slices.Equal(order, []int{2, 1, 0}) {
-		t.Errorf("ran %v, want [2 1 0]", order)
-	}
-	if len(errs) != 1 || errs[0].Error() != "clean-up 1 failed" {
-		t.Errorf("errors %v, want [clean-up 1 failed]", errs)
-	}
-	if errs := c.Run(); len(errs) != 0 || len(order) != 3 {
-		t.Errorf("second Run: ran %v, errors %v; want nothing more", order, errs)
-	}
-	// Registered after Run: runs at once rather than never.
-	c.Cleanup(func() { order = append(order, 9) })
-	if !slices.Equal(order, []int{2, 1, 0, 9}) {
-		t.Errorf("late clean-up: ran %v, want [2 1 0 9]", order)
-	}
-}
-
-func TestCleanerCleanupRegisteredWhileRunning(t *testing.T) {
-	var c cleaner
-	var order []string
-	c.Cleanup(func() { order = append(order, "first") })
-	c.Cleanup(func() {
-		order = append(order, "second")
-		c.Cleanup(func() { order = append(order, "added by second") })
-	})
-	c.Run()
-	want := []string{"second", "added by second", "first"}
-	if !slices.Equal(order, want) {
-		t.Errorf("ran %q, want %q", order, want)
-	}
-}
-
 func TestTailBufferKeepsTheEnd(t *testing.T) {
 	b := newTailBuffer(12)
 	for _, s := range []string{"one\n", "two\n", "three\n", "four\n"} {
@@ -138,24 +93,6 @@ func TestTailBufferKeepsTheEnd(t *testing.T) {
 	}
 }
 
-// syncBuffer is an output the demo writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // demoTimeout bounds a whole demo run in the tests; the demo takes a few
 // seconds, and must stay under a minute.
 const demoTimeout = 60 * time.Second
@@ -166,11 +103,11 @@ const demoTimeout = 60 * time.Second
 // interrupted.
 func TestDemo(t *testing.T) {
 	testnet.Require(t)
-	bin := buildDaemon(t)
+	bin := testbin.Build(t, "./cmd/bagpipe-bgp")
 
 	t.Run("issue5_make_demo_3_nodes_and_a_reflector_VMs_ping_over_one_EVPN_then_clean_teardown", func(t *testing.T) {
 		start := time.Now()
-		var out, stderr syncBuffer
+		var out, stderr testbin.Buffer
 		ctx, cancel := context.WithTimeout(t.Context(), demoTimeout)
 		defer cancel()
 		code := run(ctx, []string{"-bagpipe-bgp", bin}, &out, &stderr)
@@ -250,32 +187,11 @@ func TestDemo(t *testing.T) {
 	})
 }
 
-// buildDaemon builds bagpipe-bgp into a temporary directory and returns
-// its path.
-func buildDaemon(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no go command to build bagpipe-bgp: %v", err)
-		}
-		t.Skipf("no go command to build bagpipe-bgp: %v", err)
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goBin, "build", "-o", dir, "github.com/bagpipe-go/bagpipe/cmd/bagpipe-bgp").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build bagpipe-bgp: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, daemonName)
-}
-
 // runUntil runs the demo with args, cancels its context (as SIGINT would)
 // once its output contains marker, and returns its exit status and output.
 func runUntil(t *testing.T, args []string, marker string) (int, string) {
 	t.Helper()
-	var out, stderr syncBuffer
+	var out, stderr testbin.Buffer
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)

@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bagpipe-go/bagpipe/client"
@@ -62,115 +58,6 @@ func (w *workload) routes() int {
 		return len(w.attach) + w.instances
 	}
 	return len(w.attach)
-}
-
-// phase is one pass of requests: the wall time from releasing the clients
-// to the last answer, each request's latency, sorted, and the requests that
-// failed when failures are tolerated.
-type phase struct {
-	elapsed  time.Duration
-	lat      []time.Duration
-	failed   int
-	firstErr error
-}
-
-func (p phase) rate() float64 { return float64(len(p.lat)) / p.elapsed.Seconds() }
-
-// quantile is the q-quantile of the latencies (nearest rank).
-func (p phase) quantile(q float64) time.Duration {
-	if len(p.lat) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(p.lat))+0.999999) - 1
-	return p.lat[max(0, min(i, len(p.lat)-1))]
-}
-
-// runPhase sends every body to path from `clients` goroutines at once, each
-// taking the next body when its previous answer is in (a closed loop, as
-// agents waiting for their answers). The first error stops the phase,
-// unless tolerate: then failed requests are counted (their latency too).
-func runPhase(ctx context.Context, cl *client.Client, path string, bodies [][]byte, clients int, tolerate bool) (phase, error) {
-	send := cl.AttachRaw
-	if path == "detach" {
-		send = cl.DetachRaw
-	}
-	lat := make([]time.Duration, len(bodies))
-	var next atomic.Int64
-	var mu sync.Mutex
-	var ph phase
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range clients {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(bodies) {
-					return
-				}
-				t0 := time.Now()
-				_, err := send(ctx, bodies[i])
-				lat[i] = time.Since(t0)
-				if err == nil {
-					continue
-				}
-				err = fmt.Errorf("%s #%d: %w", path, i, err)
-				if !tolerate || ctx.Err() != nil {
-					cancel(err)
-					return
-				}
-				mu.Lock()
-				ph.failed++
-				if ph.firstErr == nil {
-					ph.firstErr = err
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	ph.elapsed = time.Since(start)
-	if err := context.Cause(ctx); err != nil {
-		return phase{}, err
-	}
-	slices.Sort(lat)
-	ph.lat = lat
-	return ph, nil
-}
-
-// newClient is a client of base with a keep-alive connection per
-// concurrent caller.
-func newClient(base string, clients int) (*client.Client, *http.Transport, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	tr.MaxIdleConns = clients
-	tr.MaxIdleConnsPerHost = clients
-	cl, err := client.New(base, client.WithHTTPClient(&http.Client{Transport: tr}), client.WithTimeout(time.Minute))
-	if err != nil {
-		return nil, nil, err
-	}
-	return cl, tr, nil
-}
-
-// warmUp opens the keep-alive connections before the clock starts: every
-// client pings twice at the same time.
-func warmUp(ctx context.Context, cl *client.Client, clients int) error {
-	errs := make(chan error, clients)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for range 2 {
-				if _, err := cl.Ping(ctx); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
 }
 
 // summaryCounts reads the looking glass summary's instance and local route

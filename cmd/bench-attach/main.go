@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"github.com/bagpipe-go/bagpipe/client"
+	"github.com/bagpipe-go/bagpipe/internal/benchstat"
+	"github.com/bagpipe-go/bagpipe/internal/restload"
 )
 
 // options are the command line.
@@ -156,7 +158,7 @@ type cellKey struct {
 
 // measurement is one run.
 type measurement struct {
-	attach, detach phase
+	attach, detach restload.Phase
 	// settle is from the start of the attach phase until the looking glass
 	// shows every instance and route; 0 when not seen (the original's
 	// counts may differ from ours).
@@ -248,7 +250,7 @@ func (b *bench) stopOriginal() {
 // cleanOriginal detaches every port of w from the original after a failed
 // run, so that the next run starts on an empty node (it checks).
 func (b *bench) cleanOriginal(ctx context.Context, w *workload) {
-	cl, tr, err := newClient(b.original.url(), 1)
+	cl, tr, err := restload.NewClient(b.original.url(), 1)
 	if err != nil {
 		return
 	}
@@ -282,12 +284,12 @@ func (b *bench) runOne(ctx context.Context, c cellKey, w *workload, last bool) (
 		}()
 		nd = ours
 	}
-	cl, tr, err := newClient(nd.url(), b.opts.clients)
+	cl, tr, err := restload.NewClient(nd.url(), b.opts.clients)
 	if err != nil {
 		return m, err
 	}
 	defer tr.CloseIdleConnections()
-	if err := warmUp(ctx, cl, b.opts.clients); err != nil {
+	if err := restload.WarmUp(ctx, cl, b.opts.clients); err != nil {
 		return m, fmt.Errorf("warm-up: %w", err)
 	}
 	if in, _, err := summaryCounts(ctx, cl); err != nil || in != 0 {
@@ -311,7 +313,7 @@ func (b *bench) runOne(ctx context.Context, c cellKey, w *workload, last bool) (
 	// The original's own failures are counted, not fatal: under
 	// concurrent detaches it answers 500 (see docs/benchmarks.md).
 	tolerate := c.impl == "original"
-	m.attach, err = runPhase(ctx, cl, "attach", w.attach, b.opts.clients, tolerate)
+	m.attach, err = restload.Run(ctx, cl.AttachRaw, "attach", w.attach, b.opts.clients, tolerate)
 	if profile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -331,7 +333,7 @@ func (b *bench) runOne(ctx context.Context, c cellKey, w *workload, last bool) (
 	if v := nd.vifs(); v >= 0 && v != len(w.attach) {
 		return m, fmt.Errorf("%d ports plugged in the dummy dataplanes after the attaches, want %d", v, len(w.attach))
 	}
-	m.detach, err = runPhase(ctx, cl, "detach", w.detach, b.opts.clients, tolerate)
+	m.detach, err = restload.Run(ctx, cl.DetachRaw, "detach", w.detach, b.opts.clients, tolerate)
 	if err != nil {
 		return m, err
 	}
@@ -345,17 +347,17 @@ func (b *bench) runOne(ctx context.Context, c cellKey, w *workload, last bool) (
 }
 
 func (m measurement) describe() string {
-	s := fmt.Sprintf("attach %7.0f/s p50 %s p99 %s max %s", m.attach.rate(), ms(m.attach.quantile(0.5)), ms(m.attach.quantile(0.99)), ms(m.attach.quantile(1)))
+	s := fmt.Sprintf("attach %7.0f/s p50 %s p99 %s max %s", m.attach.Rate(), ms(m.attach.Quantile(0.5)), ms(m.attach.Quantile(0.99)), ms(m.attach.Quantile(1)))
 	if m.settle > 0 {
 		s += fmt.Sprintf(", RIB complete at %.2f s", m.settle.Seconds())
 	}
-	s += fmt.Sprintf("; detach %7.0f/s p50 %s p99 %s", m.detach.rate(), ms(m.detach.quantile(0.5)), ms(m.detach.quantile(0.99)))
+	s += fmt.Sprintf("; detach %7.0f/s p50 %s p99 %s", m.detach.Rate(), ms(m.detach.Quantile(0.5)), ms(m.detach.Quantile(0.99)))
 	for _, p := range []struct {
 		name string
-		ph   phase
+		ph   restload.Phase
 	}{{"attach", m.attach}, {"detach", m.detach}} {
-		if p.ph.failed > 0 {
-			s += fmt.Sprintf("; %d %s(es) failed, first: %v", p.ph.failed, p.name, p.ph.firstErr)
+		if p.ph.Failed > 0 {
+			s += fmt.Sprintf("; %d %s(es) failed, first: %v", p.ph.Failed, p.name, p.ph.FirstErr)
 		}
 	}
 	return s
@@ -364,11 +366,7 @@ func (m measurement) describe() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
 func (b *bench) printMachine() {
-	fmt.Fprintf(b.out, "machine: %d CPUs (GOMAXPROCS %d), %s %s/%s, kernel %s, load average %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, firstLine("/proc/sys/kernel/osrelease"), loadAverage())
-	if cpu := cpuModel(); cpu != "" {
-		fmt.Fprintf(b.out, "cpu: %s\n", cpu)
-	}
+	benchstat.PrintMachine(b.out)
 	fmt.Fprintf(b.out, "workload: %d ports per run, %d concurrent clients (keep-alive), repeats %d (medians reported)\n",
 		b.opts.ports, b.opts.clients, b.opts.repeats)
 	switch {
@@ -397,35 +395,4 @@ func (b *bench) checkGoroutines() error {
 		}
 		time.Sleep(50 * time.Millisecond) // bounded by deadline
 	}
-}
-
-func firstLine(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "?"
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimSpace(line)
-}
-
-// loadAverage is the 1-, 5- and 15-minute load: the machine may be shared.
-func loadAverage() string {
-	f := strings.Fields(firstLine("/proc/loadavg"))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

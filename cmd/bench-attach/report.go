@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/benchstat"
 )
 
 // targetAttachRate is issue 4's target: attaches per second on one node
@@ -27,46 +28,27 @@ func (b *bench) summary(c cellKey) (summary, bool) {
 	if len(ms) == 0 {
 		return summary{}, false
 	}
-	med := func(get func(measurement) float64) float64 {
-		vs := make([]float64, len(ms))
-		for i, m := range ms {
-			vs[i] = get(m)
-		}
-		return median(vs)
-	}
+	med := func(get func(measurement) float64) float64 { return benchstat.MedianOf(ms, get) }
 	dur := func(get func(measurement) time.Duration) time.Duration {
 		return time.Duration(med(func(m measurement) float64 { return float64(get(m)) }))
 	}
 	s := summary{
 		runs:       len(ms),
-		attachRate: med(func(m measurement) float64 { return m.attach.rate() }),
-		detachRate: med(func(m measurement) float64 { return m.detach.rate() }),
-		attachP50:  dur(func(m measurement) time.Duration { return m.attach.quantile(0.5) }),
-		attachP99:  dur(func(m measurement) time.Duration { return m.attach.quantile(0.99) }),
-		attachMax:  dur(func(m measurement) time.Duration { return m.attach.quantile(1) }),
-		detachP50:  dur(func(m measurement) time.Duration { return m.detach.quantile(0.5) }),
-		detachP99:  dur(func(m measurement) time.Duration { return m.detach.quantile(0.99) }),
+		attachRate: med(func(m measurement) float64 { return m.attach.Rate() }),
+		detachRate: med(func(m measurement) float64 { return m.detach.Rate() }),
+		attachP50:  dur(func(m measurement) time.Duration { return m.attach.Quantile(0.5) }),
+		attachP99:  dur(func(m measurement) time.Duration { return m.attach.Quantile(0.99) }),
+		attachMax:  dur(func(m measurement) time.Duration { return m.attach.Quantile(1) }),
+		detachP50:  dur(func(m measurement) time.Duration { return m.detach.Quantile(0.5) }),
+		detachP99:  dur(func(m measurement) time.Duration { return m.detach.Quantile(0.99) }),
 	}
 	for _, m := range ms {
-		s.failed += m.attach.failed + m.detach.failed
+		s.failed += m.attach.Failed + m.detach.Failed
 	}
 	if !slices.ContainsFunc(ms, func(m measurement) bool { return m.settle == 0 }) {
 		s.settle = dur(func(m measurement) time.Duration { return m.settle })
 	}
 	return s, true
-}
-
-// median of vs (mean of the middle two for an even count).
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // cells lists the measured cells in report order.
@@ -97,8 +79,8 @@ func (b *bench) printTable() {
 			settle = fmt.Sprintf("%.2f", s.settle.Seconds())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%d\t\n", c.impl, c.typ, c.instances, c.n,
-			s.attachRate, msNum(s.attachP50), msNum(s.attachP99), msNum(s.attachMax), settle,
-			s.detachRate, msNum(s.detachP50), msNum(s.detachP99), s.failed)
+			s.attachRate, benchstat.Millis(s.attachP50), benchstat.Millis(s.attachP99), benchstat.Millis(s.attachMax), settle,
+			s.detachRate, benchstat.Millis(s.detachP50), benchstat.Millis(s.detachP99), s.failed)
 	}
 	tw.Flush()
 
@@ -113,7 +95,7 @@ func (b *bench) printTable() {
 					continue
 				}
 				fmt.Fprintf(b.out, "  %-5s %3d instance(s): attaches/s %.1f× (p50 %s vs %s ms), detaches/s %.1f×\n", typ, inst,
-					o.attachRate/p.attachRate, msNum(o.attachP50), msNum(p.attachP50), o.detachRate/p.detachRate)
+					o.attachRate/p.attachRate, benchstat.Millis(o.attachP50), benchstat.Millis(p.attachP50), o.detachRate/p.detachRate)
 			}
 		}
 	}
@@ -126,15 +108,9 @@ func (b *bench) printTable() {
 				fmt.Fprintf(b.out, "  %-5s %3d instance(s): not measured\n", typ, inst)
 				continue
 			}
-			v := "MET"
-			if s.attachRate < targetAttachRate {
-				v = "NOT MET"
-			}
-			fmt.Fprintf(b.out, "  %-5s %3d instance(s): %s (%.0f attaches/s)\n", typ, inst, v, s.attachRate)
+			fmt.Fprintf(b.out, "  %-5s %3d instance(s): %s (%.0f attaches/s)\n", typ, inst, benchstat.Verdict(s.attachRate >= targetAttachRate), s.attachRate)
 		}
 	}
 	fmt.Fprintln(b.out, "The clients run in the same process as our node and share its CPUs; the original is a separate process.")
 	fmt.Fprintln(b.out, "failed: requests answered with an error over all runs (tolerated for the original only; any fails our run).")
 }
-
-func msNum(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/benchstat"
 )
 
 // options are the command line.
@@ -282,8 +284,8 @@ func (m measurement) describe(n int) string {
 
 func (b *bench) printMachine() {
 	fmt.Fprintf(b.out, "machine: %d CPUs (GOMAXPROCS %d), %s %s/%s, kernel %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, kernelRelease())
-	if cpu := cpuModel(); cpu != "" {
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, benchstat.KernelRelease())
+	if cpu := benchstat.CPUModel(); cpu != "" {
 		fmt.Fprintf(b.out, "cpu: %s\n", cpu)
 	}
 	switch {
@@ -332,25 +334,4 @@ func moduleRoot() (string, error) {
 		dir = parent
 	}
 	return "", errors.New("no go.mod above the working directory: run from the module or pass -tools")
-}
-
-func kernelRelease() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

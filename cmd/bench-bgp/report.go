@@ -6,6 +6,8 @@ import (
 	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/benchstat"
 )
 
 // The project's targets (issue 3).
@@ -30,13 +32,7 @@ func (b *bench) summary(impl, family string, n int) summary {
 	if len(ms) == 0 {
 		return summary{heap: math.NaN(), rss: math.NaN()}
 	}
-	pick := func(get func(measurement) float64) float64 {
-		vs := make([]float64, len(ms))
-		for i, m := range ms {
-			vs[i] = get(m)
-		}
-		return median(vs)
-	}
+	pick := func(get func(measurement) float64) float64 { return benchstat.MedianOf(ms, get) }
 	return summary{
 		ok:      true,
 		runs:    len(ms),
@@ -45,20 +41,6 @@ func (b *bench) summary(impl, family string, n int) summary {
 		rss:     pick(func(m measurement) float64 { return m.rssPerRoute }),
 		res:     time.Duration(pick(func(m measurement) float64 { return float64(m.resolution) })),
 	}
-}
-
-// median of vs (mean of the middle two for an even count); NaN if empty or
-// any value is NaN.
-func median(vs []float64) float64 {
-	if len(vs) == 0 || slices.ContainsFunc(vs, isNaN) {
-		return math.NaN()
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func isNaN(v float64) bool { return math.IsNaN(v) }
@@ -124,7 +106,7 @@ func (b *bench) printTable() {
 		if math.IsInf(worst, 1) || isNaN(worst) {
 			fmt.Fprintf(b.out, "  %-12s ≥ %.0f× gobgpd v4.8 routes/s: not measured\n", f.label(), targetSpeedup)
 		} else {
-			fmt.Fprintf(b.out, "  %-12s ≥ %.0f× gobgpd v4.8 routes/s: %s (worst %.2f×)\n", f.label(), targetSpeedup, verdict(speed), worst)
+			fmt.Fprintf(b.out, "  %-12s ≥ %.0f× gobgpd v4.8 routes/s: %s (worst %.2f×)\n", f.label(), targetSpeedup, benchstat.Verdict(speed), worst)
 		}
 		if large > small {
 			l := b.linearity("ours", f.name, small, large)
@@ -156,16 +138,9 @@ func (b *bench) linearity(impl, family string, small, large int) float64 {
 	return l.elapsed.Seconds() / s.elapsed.Seconds()
 }
 
-func verdict(ok bool) string {
-	if ok {
-		return "MET"
-	}
-	return "NOT MET"
-}
-
 func verdictNaN(v float64, ok bool) string {
 	if isNaN(v) {
 		return "not measured"
 	}
-	return verdict(ok)
+	return benchstat.Verdict(ok)
 }

@@ -82,7 +82,7 @@ type fdbBench struct {
 
 // newFDBBench prepares the raw loop's handle; the caller's cleaner closes
 // it.
-func newFDBBench(c *cleaner, host *testnet.Host, log *slog.Logger) (*fdbBench, error) {
+func newFDBBench(c *testnet.RunCleaner, host *testnet.Host, log *slog.Logger) (*fdbBench, error) {
 	h, err := host.NewHandle()
 	if err != nil {
 		return nil, err

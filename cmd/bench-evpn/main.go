@@ -35,13 +35,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/bagpipe-go/bagpipe/internal/benchstat"
+	"github.com/bagpipe-go/bagpipe/internal/restload"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
 
@@ -165,11 +166,12 @@ func (b *bench) logTo() io.Writer {
 }
 
 // run measures and prints. Everything it creates is registered with a
-// cleaner, emptied on the way out whatever happens.
+// cleaner, run on the way out whatever happens (an error, Ctrl-C, a
+// panic): the namespaces, nodes and drivers go.
 func (b *bench) run(ctx context.Context) (err error) {
-	c := &cleaner{}
+	c := &testnet.RunCleaner{}
 	defer func() {
-		if cerr := c.done(); cerr != nil {
+		if cerr := errors.Join(c.Run()...); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("clean-up: %w", cerr))
 		}
 	}()
@@ -195,7 +197,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 
 // runFDB is part 1: per round, every cell once on each side, the side
 // going first alternating from round to round.
-func (b *bench) runFDB(ctx context.Context, c *cleaner, tn *testnet.Net) error {
+func (b *bench) runFDB(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net) error {
 	host, err := tn.AddHost("fdb", fdbHost)
 	if err != nil {
 		return err
@@ -233,7 +235,7 @@ func (b *bench) runFDB(ctx context.Context, c *cleaner, tn *testnet.Net) error {
 				}
 				b.fdb[cell] = append(b.fdb[cell], m)
 				per := entriesPerRoute(kind)
-				dr, rr := rate(n*per, m.driver), rate(n*per, m.raw)
+				dr, rr := benchstat.Rate(n*per, m.driver), benchstat.Rate(n*per, m.raw)
 				fmt.Fprintf(b.out, "round %d/%d %-24s %6d routes: driver %8.0f entries/s, raw %8.0f entries/s, driver/raw %.2f\n",
 					r+1, rounds, kind, n, dr, rr, dr/rr)
 			}
@@ -243,7 +245,7 @@ func (b *bench) runFDB(ctx context.Context, c *cleaner, tn *testnet.Net) error {
 }
 
 // runPair is parts 2 and 3 on one pair of nodes.
-func (b *bench) runPair(ctx context.Context, c *cleaner, tn *testnet.Net) error {
+func (b *bench) runPair(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net) error {
 	fmt.Fprintf(b.out, "\nnodes: A (BGP %s, VTEP %s) and B (BGP %s, VTEP %s), direct iBGP session, RT Constraint on\n",
 		bgpA, vtepA.Addr(), bgpB, vtepB.Addr())
 	start := time.Now()
@@ -263,7 +265,7 @@ func (b *bench) runPair(ctx context.Context, c *cleaner, tn *testnet.Net) error 
 	}
 	c.Cleanup(w.close)
 	for _, n := range []*node{a, nb} {
-		if err := warmUp(ctx, n.api, b.opts.clients); err != nil {
+		if err := restload.WarmUp(ctx, n.api, b.opts.clients); err != nil {
 			return fmt.Errorf("node %s: REST API: %w", n.name, err)
 		}
 	}
@@ -281,8 +283,9 @@ func (b *bench) runPair(ctx context.Context, c *cleaner, tn *testnet.Net) error 
 			return fmt.Errorf("latency round %d: %w", r+1, err)
 		}
 		b.latency = append(b.latency, m)
+		ms := func(sorted []time.Duration, q float64) string { return benchstat.Millis(benchstat.Quantile(sorted, q)) }
 		fmt.Fprintf(b.out, "round %d/%d: p50 %s p99 %s max %s ms; REST answer p50 %s ms, entry on B after the answer p50 %s ms\n", r+1, b.opts.rounds,
-			msNum(quantile(m.fdb, 0.5)), msNum(quantile(m.fdb, 0.99)), msNum(quantile(m.fdb, 1)), msNum(quantile(m.rest, 0.5)), msNum(quantile(m.after, 0.5)))
+			ms(m.fdb, 0.5), ms(m.fdb, 0.99), ms(m.fdb, 1), ms(m.rest, 0.5), ms(m.after, 0.5))
 	}
 
 	fmt.Fprintf(b.out, "\n%d ports attached on A by %d concurrent clients → all FDB entries on B\n", b.opts.burst, b.opts.clients)
@@ -301,50 +304,15 @@ func (b *bench) runPair(ctx context.Context, c *cleaner, tn *testnet.Net) error 
 		}
 		b.bursts = append(b.bursts, m)
 		fmt.Fprintf(b.out, "round %d/%d: all on B in %.3f s (%.0f entries/s); REST answers in %.3f s (%.0f attaches/s), last entry on B %s ms after the last answer\n",
-			r+1, b.opts.rounds, m.total.Seconds(), m.rate(), m.rest.Seconds(), m.restRate(), msNum(m.total-m.rest))
+			r+1, b.opts.rounds, m.total.Seconds(), m.rate(), m.rest.Seconds(), m.restRate(), benchstat.Millis(m.total-m.rest))
 	}
 	return nil
 }
 
 func (b *bench) printMachine() {
-	fmt.Fprintf(b.out, "machine: %d CPUs (GOMAXPROCS %d), %s %s/%s, kernel %s, load average %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, firstLine("/proc/sys/kernel/osrelease"), loadAverage())
-	if cpu := cpuModel(); cpu != "" {
-		fmt.Fprintf(b.out, "cpu: %s\n", cpu)
-	}
+	benchstat.PrintMachine(b.out)
 	fmt.Fprintf(b.out, "workload: FDB programming of %s routes, %d round(s); %d ports one at a time and %d ports by %d clients, %d round(s) (medians reported)\n",
 		joinInts(b.opts.entries), b.opts.fdbRounds, b.opts.ports, b.opts.burst, b.opts.clients, b.opts.rounds)
-}
-
-func firstLine(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "?"
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	return strings.TrimSpace(line)
-}
-
-// loadAverage is the 1-, 5- and 15-minute load: the machine may be shared.
-func loadAverage() string {
-	f := strings.Fields(firstLine("/proc/loadavg"))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 func joinInts(vs []int) string {

@@ -10,8 +10,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
+	"github.com/bagpipe-go/bagpipe/internal/restload"
 )
 
 // Parts 2 and 3: ports attached on node A through its REST API, their FDB
@@ -131,7 +130,7 @@ func (p *pairBench) prepare(ctx context.Context, s *roundSpec) error {
 // finish detaches every port of the round (untimed) and waits until both
 // nodes have removed the instance.
 func (p *pairBench) finish(ctx context.Context, s *roundSpec) error {
-	if _, err := sendAll(ctx, p.a.api.DetachRaw, s.detach, p.clients); err != nil {
+	if _, err := restload.Run(ctx, p.a.api.DetachRaw, "request", s.detach, p.clients, false); err != nil {
 		return fmt.Errorf("node A: detach: %w", err)
 	}
 	if _, err := p.a.api.DetachRaw(ctx, s.warmDetach); err != nil {
@@ -218,11 +217,11 @@ func (p *pairBench) burst(ctx context.Context, s *roundSpec, profile string) (bu
 		defer pprof.StopCPUProfile() // on errors; a second stop does nothing
 	}
 	start := time.Now()
-	elapsed, err := sendAll(ctx, p.a.api.AttachRaw, s.attach, p.clients)
+	ph, err := restload.Run(ctx, p.a.api.AttachRaw, "request", s.attach, p.clients, false)
 	if err != nil {
 		return r, fmt.Errorf("node A: attach: %w", err)
 	}
-	r.rest = elapsed
+	r.rest = ph.Elapsed
 	last, err := p.watch.wait(ctx, s.macs, p.limit)
 	if err != nil {
 		return r, fmt.Errorf("node B: %w", err)
@@ -264,56 +263,4 @@ func (p *pairBench) checkB(s *roundSpec) error {
 		return fmt.Errorf("node B: %s holds %d of the %d FDB entries", name, found, len(s.macs))
 	}
 	return nil
-}
-
-// sendAll sends every body from `clients` goroutines, each taking the next
-// body when its previous answer is in (a closed loop, as agents waiting for
-// their answers), and returns the time from the first request to the last
-// answer. The first error stops it.
-func sendAll(ctx context.Context, send func(context.Context, []byte) (*client.Response, error), bodies [][]byte, clients int) (time.Duration, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range min(clients, len(bodies)) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(bodies) {
-					return
-				}
-				if _, err := send(ctx, bodies[i]); err != nil {
-					cancel(fmt.Errorf("request #%d: %w", i, err))
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if err := context.Cause(ctx); err != nil {
-		return 0, err
-	}
-	return elapsed, nil
-}
-
-// warmUp opens the clients' keep-alive connections before any clock
-// starts: `clients` pings at once, twice.
-func warmUp(ctx context.Context, cl *client.Client, clients int) error {
-	errs := make(chan error, clients)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for range 2 {
-				if _, err := cl.Ping(ctx); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
 }

@@ -9,22 +9,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/api"
-	"github.com/bagpipe-go/bagpipe/internal/config"
 	"github.com/bagpipe-go/bagpipe/internal/daemon"
-	"github.com/bagpipe-go/bagpipe/internal/dataplane"
-	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
-	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
-	"github.com/bagpipe-go/bagpipe/internal/logring"
+	"github.com/bagpipe-go/bagpipe/internal/restload"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
+	"github.com/bagpipe-go/bagpipe/internal/testnode"
 )
 
 // Two bagpipe-bgp nodes (parts 2 and 3), in this process, as the e2e tests
@@ -90,79 +85,31 @@ dataplane_local_address = %[2]s
 // host's namespace, and runs it until c's clean-up stops it (then closes
 // the driver, whose devices the stopping VPN manager removed). logTo
 // receives its logs at info level (io.Discard: formatted, not written).
-func startNode(c *cleaner, name string, host *testnet.Host, bgpAddr netip.Addr, bgpLines string, clients int, logTo io.Writer) (*node, error) {
-	conf := nodeConf(bgpAddr, host.Addr(), bgpLines)
-	cfg, err := config.Parse([]config.Source{{Name: name + "/bgp.conf", Data: []byte(conf)}}, config.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("node %s: configuration: %w", name, err)
-	}
-	if len(cfg.Warnings) != 0 {
-		return nil, fmt.Errorf("node %s: configuration warnings: %v", name, cfg.Warnings)
-	}
-	logs := logring.NewBuffer(0)
-	log := slog.New(api.NewLogHandler(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelInfo}), logs)).With("node", name)
-	opts, err := linux.ParseOptions(cfg.EVPN.Options)
-	if err != nil {
-		return nil, fmt.Errorf("node %s: E-VPN driver options: %w", name, err)
-	}
-	ns, err := netns.GetFromPath(host.Path())
-	if err != nil {
-		return nil, fmt.Errorf("node %s: namespace: %w", name, err)
-	}
-	evpn, err := linux.New(linux.Config{LocalAddress: cfg.EVPN.Address(cfg.BGP), Options: opts, Netns: &ns,
-		Logger: log.With(api.LoggerKey, "dataplane.evpn")})
-	_ = ns.Close() // the driver's sockets keep the namespace
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", name, err)
-	}
-	// Registered before the node's stop, so it runs after it.
-	c.Cleanup(evpn.Close)
-	ipvpn, err := dummy.New(dummy.Config{Type: dataplane.IPVPN, LocalAddress: cfg.IPVPN.Address(cfg.BGP)})
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", name, err)
-	}
+func startNode(c *testnet.RunCleaner, name string, host *testnet.Host, bgpAddr netip.Addr, bgpLines string, clients int, logTo io.Writer) (*node, error) {
 	// Not the run's context: a Ctrl-C must not stop the nodes before the
 	// clean-up does, in order.
-	d, err := daemon.New(context.Background(), cfg, log, logs, daemon.Options{
-		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: evpn, dataplane.IPVPN: ipvpn},
+	d, err := testnode.Start(context.Background(), c, name, nodeConf(bgpAddr, host.Addr(), bgpLines), testnode.Options{
+		Host:         host,
+		Log:          slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelInfo}),
 		Version:      "bench-evpn",
 		CloseTimeout: nodeStopTimeout,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", name, err)
+		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	tr.MaxIdleConns = clients
-	tr.MaxIdleConnsPerHost = clients
-	cl, err := client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}), client.WithTimeout(time.Minute))
+	cl, tr, err := restload.NewClient("http://"+d.APIAddr().String(), clients)
 	if err != nil {
-		d.Close()
 		return nil, fmt.Errorf("node %s: REST client: %w", name, err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	c.Cleanup(func() {
-		tr.CloseIdleConnections()
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				c.Errorf("node %s: %v", name, err)
-			}
-		case <-time.After(3 * nodeStopTimeout):
-			// Its goroutines are left behind; the process ends soon.
-			c.Errorf("node %s: not stopped %v after being asked to", name, 3*nodeStopTimeout)
-		}
-	})
+	// Registered after the node's stop, so it runs before it.
+	c.Cleanup(tr.CloseIdleConnections)
 	return &node{name: name, host: host, bgpAddr: bgpAddr, d: d, api: cl}, nil
 }
 
 // startPair builds hosts a and b on the fabric and their nodes: B first,
 // accepting A only, on a free port; then A, connecting to it. It returns
 // once the session is established with RT Constraint on both sides.
-func startPair(ctx context.Context, c *cleaner, tn *testnet.Net, clients int, logTo io.Writer) (a, b *node, err error) {
+func startPair(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net, clients int, logTo io.Writer) (a, b *node, err error) {
 	hostA, err := tn.AddHost("a", vtepA)
 	if err != nil {
 		return nil, nil, err

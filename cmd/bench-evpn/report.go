@@ -5,9 +5,10 @@ package main
 import (
 	"fmt"
 	"math"
-	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/benchstat"
 )
 
 // Targets of issue 5.
@@ -21,47 +22,6 @@ func entriesPerRoute(k fdbKind) int {
 		return 2
 	}
 	return 1
-}
-
-func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
-
-// median of vs (mean of the middle two for an even count).
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianOf[T any](xs []T, get func(T) float64) float64 {
-	vs := make([]float64, len(xs))
-	for i, x := range xs {
-		vs[i] = get(x)
-	}
-	return median(vs)
-}
-
-// quantile is the q-quantile of sorted durations (nearest rank).
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
-}
-
-func msNum(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
-
-func verdict(ok bool) string {
-	if ok {
-		return "MET"
-	}
-	return "NOT MET"
 }
 
 // fdbSummary is a cell's medians; ratio is the median of the rounds'
@@ -78,9 +38,9 @@ func (b *bench) fdbSummary(c fdbCell) fdbSummary {
 	per := entriesPerRoute(c.kind)
 	ratio := func(r fdbRound) float64 { return r.raw.Seconds() / r.driver.Seconds() }
 	s := fdbSummary{
-		driver: medianOf(rs, func(r fdbRound) float64 { return rate(c.n*per, r.driver) }),
-		raw:    medianOf(rs, func(r fdbRound) float64 { return rate(c.n*per, r.raw) }),
-		ratio:  medianOf(rs, ratio),
+		driver: benchstat.MedianOf(rs, func(r fdbRound) float64 { return benchstat.Rate(c.n*per, r.driver) }),
+		raw:    benchstat.MedianOf(rs, func(r fdbRound) float64 { return benchstat.Rate(c.n*per, r.raw) }),
+		ratio:  benchstat.MedianOf(rs, ratio),
 		lo:     math.Inf(1),
 		hi:     math.Inf(-1),
 	}
@@ -115,26 +75,26 @@ func (b *bench) printResults() {
 			s := b.fdbSummary(c)
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f–%.2f\t\n", c.kind, c.n, entriesPerRoute(c.kind), s.driver, s.raw, s.ratio, s.lo, s.hi)
 			targets = append(targets, fmt.Sprintf("FDB programming driver/raw ≥ %.2f, %s, %d routes: %s (%.2f)",
-				targetRatio, c.kind, c.n, verdict(s.ratio >= targetRatio), s.ratio))
+				targetRatio, c.kind, c.n, benchstat.Verdict(s.ratio >= targetRatio), s.ratio))
 		}
 		tw.Flush()
 	}
 	if len(b.latency) > 0 {
-		p50 := time.Duration(medianOf(b.latency, func(r latencyRound) float64 { return float64(quantile(r.fdb, 0.5)) }))
-		p99 := time.Duration(medianOf(b.latency, func(r latencyRound) float64 { return float64(quantile(r.fdb, 0.99)) }))
-		top := time.Duration(medianOf(b.latency, func(r latencyRound) float64 { return float64(quantile(r.fdb, 1)) }))
-		rest := time.Duration(medianOf(b.latency, func(r latencyRound) float64 { return float64(quantile(r.rest, 0.5)) }))
-		after := time.Duration(medianOf(b.latency, func(r latencyRound) float64 { return float64(quantile(r.after, 0.5)) }))
+		p50 := time.Duration(benchstat.MedianOf(b.latency, func(r latencyRound) float64 { return float64(benchstat.Quantile(r.fdb, 0.5)) }))
+		p99 := time.Duration(benchstat.MedianOf(b.latency, func(r latencyRound) float64 { return float64(benchstat.Quantile(r.fdb, 0.99)) }))
+		top := time.Duration(benchstat.MedianOf(b.latency, func(r latencyRound) float64 { return float64(benchstat.Quantile(r.fdb, 1)) }))
+		rest := time.Duration(benchstat.MedianOf(b.latency, func(r latencyRound) float64 { return float64(benchstat.Quantile(r.rest, 0.5)) }))
+		after := time.Duration(benchstat.MedianOf(b.latency, func(r latencyRound) float64 { return float64(benchstat.Quantile(r.after, 0.5)) }))
 		fmt.Fprintf(b.out, "\nattach on A → FDB entry on B, %d ports one at a time: p50 %s ms, p99 %s ms, max %s ms (REST answer p50 %s ms, entry on B after it p50 %s ms)\n",
-			b.opts.ports, msNum(p50), msNum(p99), msNum(top), msNum(rest), msNum(after))
-		targets = append(targets, fmt.Sprintf("attach → remote FDB entry p50 < %v: %s (%s ms)", targetLatencyP50, verdict(p50 < targetLatencyP50), msNum(p50)))
+			b.opts.ports, benchstat.Millis(p50), benchstat.Millis(p99), benchstat.Millis(top), benchstat.Millis(rest), benchstat.Millis(after))
+		targets = append(targets, fmt.Sprintf("attach → remote FDB entry p50 < %v: %s (%s ms)", targetLatencyP50, benchstat.Verdict(p50 < targetLatencyP50), benchstat.Millis(p50)))
 	}
 	if len(b.bursts) > 0 {
-		total := time.Duration(medianOf(b.bursts, func(r burstRound) float64 { return float64(r.total) }))
-		rest := time.Duration(medianOf(b.bursts, func(r burstRound) float64 { return float64(r.rest) }))
-		tail := time.Duration(medianOf(b.bursts, func(r burstRound) float64 { return float64(r.total - r.rest) }))
+		total := time.Duration(benchstat.MedianOf(b.bursts, func(r burstRound) float64 { return float64(r.total) }))
+		rest := time.Duration(benchstat.MedianOf(b.bursts, func(r burstRound) float64 { return float64(r.rest) }))
+		tail := time.Duration(benchstat.MedianOf(b.bursts, func(r burstRound) float64 { return float64(r.total - r.rest) }))
 		fmt.Fprintf(b.out, "%d ports attached on A by %d clients → all on B: %.3f s, %.0f entries/s (REST answers in %.3f s, %.0f attaches/s; last entry on B %s ms after the last answer)\n",
-			b.opts.burst, b.opts.clients, total.Seconds(), rate(b.opts.burst, total), rest.Seconds(), rate(b.opts.burst, rest), msNum(tail))
+			b.opts.burst, b.opts.clients, total.Seconds(), benchstat.Rate(b.opts.burst, total), rest.Seconds(), benchstat.Rate(b.opts.burst, rest), benchstat.Millis(tail))
 		targets = append(targets, fmt.Sprintf("%d ports on A fully programmed on B: no target (%.3f s)", b.opts.burst, total.Seconds()))
 	}
 	fmt.Fprintln(b.out, "\ntargets (issue 5)")

@@ -1,47 +1,29 @@
 package fakerr
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// syncBuffer is a log sink safe for the relay's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	t     *testing.T
 	relay *Relay
 	addr  string
-	logs  *syncBuffer
+	logs  *testbin.Buffer
 }
 
 // start runs a relay on a free loopback port until the test ends, and
@@ -52,7 +34,7 @@ func start(t *testing.T, opts ...Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testbin.Buffer{}
 	r := New(slog.New(slog.NewTextHandler(logs, nil)), opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)

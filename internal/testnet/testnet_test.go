@@ -470,14 +470,7 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A background child the shell does not wait for: Close must find it.
-	out, err := a.Exec(t.Context(), "sh", "-c", sleep+" 60 >/dev/null 2>&1 </dev/null & echo $!")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stray, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatalf("stray pid %q: %v", out, err)
-	}
+	stray := startStray(t, a, sleep)
 
 	err = n.Close()
 	closed = true
@@ -507,6 +500,22 @@ func TestClose(t *testing.T) {
 	if _, err := a.Exec(t.Context(), "true"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Exec after Close: %v, want ErrClosed", err)
 	}
+}
+
+// startStray starts sleep in h's namespace as a background child of a
+// shell that does not wait for it: a process that escaped its owner, which
+// Close must find and kill. It returns its PID.
+func startStray(t *testing.T, h *Host, sleep string) int {
+	t.Helper()
+	out, err := h.Exec(t.Context(), "sh", "-c", sleep+" 60 >/dev/null 2>&1 </dev/null & echo $!")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("stray pid %q: %v", out, err)
+	}
+	return pid
 }
 
 func TestCloseWithoutStrays(t *testing.T) {

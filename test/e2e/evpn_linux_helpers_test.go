@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -16,17 +15,12 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/bagpipe-go/bagpipe/client"
-	"github.com/bagpipe-go/bagpipe/internal/api"
-	"github.com/bagpipe-go/bagpipe/internal/config"
-	"github.com/bagpipe-go/bagpipe/internal/daemon"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
-	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 	"github.com/bagpipe-go/bagpipe/internal/testpeer"
 )
@@ -74,62 +68,16 @@ dataplane_local_address = %[2]s
 }
 
 // startLinuxNode builds a daemon from its bgp.conf text with the Linux
-// E-VPN driver bound to host's namespace (the rest as the configuration
-// says), runs it, and stops it when the test ends, then closes the driver.
+// E-VPN driver bound to host's namespace (and the dummy IP VPN driver),
+// runs it, and stops it when the test ends, then closes the driver.
 func startLinuxNode(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.Host, gobgpd netip.Addr, gobgpdPort int) *linuxNode {
 	t.Helper()
-	conf := linuxNodeConf(bgpAddr, host.Addr(), gobgpd, gobgpdPort)
-	cfg, err := config.Parse([]config.Source{{Name: name + "/bgp.conf", Data: []byte(conf)}}, config.Options{})
-	if err != nil {
-		t.Fatalf("node %s: configuration: %v", name, err)
+	d := startDaemon(t, name, linuxNodeConf(bgpAddr, host.Addr(), gobgpd, gobgpdPort), host)
+	n := &linuxNode{node: &node{name: name, bgpAddr: bgpAddr, dpAddr: host.Addr(), api: apiClient(t, name, d)}, host: host}
+	var ok bool
+	if n.ipvpn, ok = d.Drivers()[dataplane.IPVPN].(*dummy.Driver); !ok {
+		t.Fatalf("node %s: IP VPN driver %T, want the dummy one", name, d.Drivers()[dataplane.IPVPN])
 	}
-	if len(cfg.Warnings) != 0 {
-		t.Fatalf("node %s: configuration warnings: %v", name, cfg.Warnings)
-	}
-	logs := logring.NewBuffer(0)
-	log := slog.New(api.NewLogHandler(testLogger(t).Handler(), logs)).With("node", name)
-
-	opts, err := linux.ParseOptions(cfg.EVPN.Options)
-	if err != nil {
-		t.Fatalf("node %s: E-VPN driver options: %v", name, err)
-	}
-	ns, err := netns.GetFromPath(host.Path())
-	if err != nil {
-		t.Fatalf("node %s: namespace of host %s: %v", name, host.Name(), err)
-	}
-	// The driver opens its netlink sockets in the namespace at New; they
-	// keep it, so the descriptor is not needed afterwards.
-	evpn, err := linux.New(linux.Config{
-		LocalAddress: cfg.EVPN.Address(cfg.BGP),
-		Options:      opts,
-		Netns:        &ns,
-		Logger:       log.With(api.LoggerKey, "dataplane.evpn"),
-	})
-	_ = ns.Close()
-	if err != nil {
-		t.Fatalf("node %s: linux E-VPN driver: %v", name, err)
-	}
-	// Registered before the node's stop, so it runs after it: the VPN
-	// manager cleans its instances' devices up through the driver.
-	t.Cleanup(evpn.Close)
-	ipvpn, err := dummy.New(dummy.Config{Type: dataplane.IPVPN, LocalAddress: cfg.IPVPN.Address(cfg.BGP)})
-	if err != nil {
-		t.Fatalf("node %s: dummy IP VPN driver: %v", name, err)
-	}
-
-	d, err := daemon.New(t.Context(), cfg, log, logs, daemon.Options{
-		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: evpn, dataplane.IPVPN: ipvpn},
-		Version:      "e2e",
-		CloseTimeout: nodeStopTimeout,
-	})
-	if err != nil {
-		t.Fatalf("node %s: %v", name, err)
-	}
-	n := &linuxNode{
-		node: &node{name: name, bgpAddr: cfg.BGP.LocalAddress, dpAddr: cfg.EVPN.Address(cfg.BGP), ipvpn: ipvpn},
-		host: host,
-	}
-	n.api = serveNode(t, name, d)
 	return n
 }
 
@@ -148,6 +96,10 @@ type linuxSpec struct {
 	hostPfx string // fabric address of its host: its VTEP
 	// vmMAC and vmPfx describe its VM; empty for a node without one.
 	vmMAC, vmPfx string
+	// start, if set, starts the node instead of startLinuxNode (the
+	// restart test's node run as a process), with the same arguments but
+	// gobgpd's address and port as one.
+	start func(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.Host, gobgpd netip.AddrPort) *linuxNode
 }
 
 // startLinuxTopology builds the fabric and hosts (and VMs), starts gobgpd
@@ -178,7 +130,12 @@ func startLinuxTopology(t *testing.T, specs []linuxSpec) *linuxTopology {
 		if err != nil {
 			t.Fatalf("host of node %s: %v", s.name, err)
 		}
-		n := startLinuxNode(t, s.name, netip.MustParseAddr(s.bgpAddr), host, rr, port)
+		var n *linuxNode
+		if s.start != nil {
+			n = s.start(t, s.name, netip.MustParseAddr(s.bgpAddr), host, netip.AddrPortFrom(rr, uint16(port)))
+		} else {
+			n = startLinuxNode(t, s.name, netip.MustParseAddr(s.bgpAddr), host, rr, port)
+		}
 		if s.vmMAC != "" {
 			mac, err := net.ParseMAC(s.vmMAC)
 			if err != nil {
@@ -312,6 +269,48 @@ func readKernel(h *netlink.Handle, bridge, vxlan string) (kernelState, error) {
 		slices.Sort(l)
 	}
 	return st, nil
+}
+
+// wantKernel is the exact kernel state of n's instance (VNI vni, VXLAN
+// device vxlan) while the nodes of peers have their VM attached: an FDB
+// entry per peer's VM MAC and a flooding entry per peer's VTEP, a
+// permanent neighbour per peer's VM address; the bridge holds n's VM port
+// and the VXLAN device, and a static entry for n's VM MAC.
+func wantKernel(n *linuxNode, vni int, vxlan string, peers ...*linuxNode) kernelState {
+	st := kernelState{
+		vxlan: fmt.Sprintf("id %d local %s dstport 4789 nolearning proxy up", vni, n.dpAddr),
+		ports: []string{n.vm.Port(), vxlan}, local: []string{n.vmMAC.String() + " on " + n.vm.Port()}}
+	for _, p := range peers {
+		st.fdb = append(st.fdb,
+			fmt.Sprintf("%s dst %s", p.vmMAC, p.dpAddr),
+			fmt.Sprintf("00:00:00:00:00:00 dst %s", p.dpAddr))
+		st.neigh = append(st.neigh, fmt.Sprintf("%s lladdr %s", p.vmIP, p.vmMAC))
+	}
+	slices.Sort(st.fdb)
+	slices.Sort(st.neigh)
+	slices.Sort(st.ports)
+	return st
+}
+
+// waitKernelState waits until n's kernel holds exactly want for the
+// instance with these devices.
+func waitKernelState(t *testing.T, n *linuxNode, bridge, vxlan string, want kernelState, timeout time.Duration) {
+	t.Helper()
+	var got kernelState
+	err := waitFor(timeout, func() error {
+		var err error
+		got, err = readKernel(n.host.Handle(), bridge, vxlan)
+		if err != nil {
+			return err
+		}
+		if !got.equal(want) {
+			return fmt.Errorf("kernel state %v", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("node %s (host %s): %v\nwant %v", n.name, n.host.Namespace(), err, want)
+	}
 }
 
 // equal says whether two states are the same.

@@ -55,38 +55,10 @@ func TestEVPNLinuxThreeNodesThroughGoBGP(t *testing.T) {
 
 	// want is the exact kernel state of n's instance while the nodes of
 	// peers have their VM attached.
-	want := func(n *linuxNode, peers ...*linuxNode) kernelState {
-		st := kernelState{
-			vxlan: fmt.Sprintf("id %d local %s dstport 4789 nolearning proxy up", vni, n.dpAddr),
-			ports: []string{n.vm.Port(), vxlan}, local: []string{n.vmMAC.String() + " on " + n.vm.Port()}}
-		for _, p := range peers {
-			st.fdb = append(st.fdb,
-				fmt.Sprintf("%s dst %s", p.vmMAC, p.dpAddr),
-				fmt.Sprintf("00:00:00:00:00:00 dst %s", p.dpAddr))
-			st.neigh = append(st.neigh, fmt.Sprintf("%s lladdr %s", p.vmIP, p.vmMAC))
-		}
-		slices.Sort(st.fdb)
-		slices.Sort(st.neigh)
-		slices.Sort(st.ports)
-		return st
-	}
+	want := func(n *linuxNode, peers ...*linuxNode) kernelState { return wantKernel(n, vni, vxlan, peers...) }
 	waitKernel := func(t *testing.T, n *linuxNode, want kernelState) {
 		t.Helper()
-		var got kernelState
-		err := waitFor(dataplaneTimeout, func() error {
-			var err error
-			got, err = readKernel(n.host.Handle(), bridge, vxlan)
-			if err != nil {
-				return err
-			}
-			if !got.equal(want) {
-				return fmt.Errorf("kernel state %v", got)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("node %s (host %s): %v\nwant %v", n.name, n.host.Namespace(), err, want)
-		}
+		waitKernelState(t, n, bridge, vxlan, want, dataplaneTimeout)
 	}
 	// noDevices checks that n's host holds no device of the driver.
 	noDevices := func(t *testing.T, n *linuxNode) {

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,11 +30,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bagpipe-go/bagpipe/client"
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
-
-// daemonPkg is the command the restart test runs as a real process.
-const daemonPkg = "github.com/bagpipe-go/bagpipe/cmd/bagpipe-bgp"
 
 // requireExec returns the path of program name, or skips the test with
 // why it is needed (fails it under CI, which installs everything).
@@ -51,43 +48,6 @@ func requireExec(t *testing.T, name, why string) string {
 	}
 	t.Skip(msg)
 	return ""
-}
-
-// raceEnabled says whether this test binary was built with -race.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
-// buildDaemon builds cmd/bagpipe-bgp into a temporary directory and
-// returns the binary's path. It gets -race when this test binary has it:
-// the daemon is then checked for races too, and its packages come from the
-// build cache the test binary just filled.
-func buildDaemon(t *testing.T) string {
-	t.Helper()
-	goTool := requireExec(t, "go", "building "+daemonPkg)
-	bin := filepath.Join(t.TempDir(), "bagpipe-bgp")
-	args := []string{"build", "-o", bin}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
-	args = append(args, daemonPkg)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	start := time.Now()
-	if out, err := exec.CommandContext(ctx, goTool, args...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	t.Logf("built %s in %v (race detector: %t)", daemonPkg, time.Since(start).Round(time.Millisecond), raceEnabled())
-	return bin
 }
 
 // freePortIn returns a TCP port of 127.0.0.1 free a moment ago in host's
@@ -218,7 +178,7 @@ func (r *bgpRelay) close() {
 }
 
 // procNode is a bagpipe-bgp node run as a real process, the command built
-// by buildDaemon, in its host's namespace: its Linux E-VPN driver programs
+// by testbin.Build, in its host's namespace: its Linux E-VPN driver programs
 // that namespace, its REST API listens on 127.0.0.1 there (reached through
 // testnet's namespace dialer) and its BGP session reaches gobgpd through a
 // bgpRelay. Its linuxNode is what the other helpers use; api changes at
@@ -592,25 +552,6 @@ func (w *neighWatch) of(key string) []neighEvent {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // pingRun is iputils ping running in a VM, one echo per interval, each
 // answer printed with its arrival time (-D).
 type pingRun struct {
@@ -618,7 +559,7 @@ type pingRun struct {
 	dst      netip.Addr
 	interval time.Duration
 	proc     *testnet.Process
-	out      *syncBuffer
+	out      *testbin.Buffer
 }
 
 // startPing starts pinging dst from vm every interval for at most limit
@@ -626,7 +567,7 @@ type pingRun struct {
 // PID when the test ends if stop has not run.
 func startPing(t *testing.T, vm *testnet.Host, dst netip.Addr, interval, limit time.Duration) *pingRun {
 	t.Helper()
-	p := &pingRun{vm: vm, dst: dst, interval: interval, out: &syncBuffer{}}
+	p := &pingRun{vm: vm, dst: dst, interval: interval, out: &testbin.Buffer{}}
 	cmd := exec.Command("ping", "-n", "-D", "-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64),
 		"-w", strconv.Itoa(int(limit.Seconds())), dst.String())
 	cmd.Stdout, cmd.Stderr = p.out, p.out
@@ -768,27 +709,6 @@ func (s pingStats) bracket(seq int) (before, after time.Time) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// waitKernelState waits until n's kernel holds exactly want for the
-// instance with these devices.
-func waitKernelState(t *testing.T, n *linuxNode, bridge, vxlan string, want kernelState, timeout time.Duration) {
-	t.Helper()
-	var got kernelState
-	err := waitFor(timeout, func() error {
-		var err error
-		got, err = readKernel(n.host.Handle(), bridge, vxlan)
-		if err != nil {
-			return err
-		}
-		if !got.equal(want) {
-			return fmt.Errorf("kernel state %v", got)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("node %s (host %s): %v\nwant %v", n.name, n.host.Namespace(), err, want)
-	}
 }
 
 // lgJSON is a looking-glass object as raw JSON, for messages.

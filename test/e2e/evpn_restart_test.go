@@ -4,27 +4,22 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
-	"github.com/bagpipe-go/bagpipe/internal/testpeer"
 )
 
 // restartGrace is the restarted node's reconcile_grace_period: the time,
-// from the re-attachment that adopts its instance, after which the Linux
-// driver removes what no port or route confirmed. The driver's timer does
-// not wait for BGP: a grace shorter than the node's way back into BGP
-// sweeps B's entries on A before B's routes return, and they flap (seen
-// here with 4 s against a 7 to 12 s return when A restarted at once into
-// gobgpd's idle hold, see the restart below). The restart waits out that
-// hold, so the routes return within 100 ms of the re-attachment (measured
-// here); 10 s leaves room for two loaded cores under -race, and the test
-// fails, rather than pass by luck, if the routes take longer.
+// from when BGP has settled after the restart (gobgpd's session up, see
+// speaker.Synced), after which the Linux driver removes what no port or
+// route confirmed. The restart waits out gobgpd's idle hold (5 s after a
+// lost session), so the routes return within 100 ms of the re-attachment
+// (measured here); 10 s leaves room for two loaded cores under -race, and
+// the test fails, rather than pass by luck, if the routes take longer.
 const restartGrace = 10 * time.Second
 
 // pingInterval is the continuous ping's: 20 echoes a second, so the loss
@@ -70,58 +65,22 @@ const maxReconverge = 5 * time.Second
 func TestEVPNLinuxRestart(t *testing.T) {
 	testnet.Require(t)
 	requireExec(t, "ping", "the VMs' continuous ping")
-	bin := buildDaemon(t)
+	bin := testbin.Build(t, "./cmd/bagpipe-bgp")
 
 	start := time.Now()
-	tn, err := testnet.New(t, testnet.Options{})
-	if err != nil {
-		t.Fatalf("testnet: %v", err)
-	}
-	rr := netip.MustParseAddr("127.0.0.1")
-	rrPort := testpeer.FreePort(t)
-	specs := []linuxSpec{
-		{name: "A", bgpAddr: "127.0.0.21", hostPfx: "192.0.2.21/24", vmMAC: "52:54:00:05:01:0a", vmPfx: "198.51.100.20/24"},
+	var a *procNode
+	top := startLinuxTopology(t, []linuxSpec{
+		{name: "A", bgpAddr: "127.0.0.21", hostPfx: "192.0.2.21/24", vmMAC: "52:54:00:05:01:0a", vmPfx: "198.51.100.20/24",
+			start: func(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.Host, gobgpd netip.AddrPort) *linuxNode {
+				a = startProcNode(t, name, bgpAddr, host, gobgpd, bin, restartGrace)
+				return a.linuxNode
+			}},
 		{name: "B", bgpAddr: "127.0.0.22", hostPfx: "192.0.2.22/24", vmMAC: "52:54:00:05:01:0b", vmPfx: "198.51.100.21/24"},
 		{name: "C", bgpAddr: "127.0.0.23", hostPfx: "192.0.2.23/24", vmMAC: "52:54:00:05:01:0c", vmPfx: "198.51.100.22/24"},
-	}
-	var neighbors []testpeer.GoBGPNeighbor
-	for _, s := range specs {
-		neighbors = append(neighbors, testpeer.GoBGPNeighbor{
-			Address: s.bgpAddr, RouteReflectorClient: true, Passive: true, LocalAddress: rr.String(),
-			HoldTime: 30, KeepaliveInterval: 10,
-		})
-	}
-	g := testpeer.StartGoBGP(t, testpeer.GoBGPConfig{ListenAddress: rr.String(), ListenPort: rrPort, Neighbors: neighbors})
-	var a *procNode
-	var nodes []*linuxNode
-	for i, s := range specs {
-		host, err := tn.AddHost(strings.ToLower(s.name), netip.MustParsePrefix(s.hostPfx))
-		if err != nil {
-			t.Fatalf("host of node %s: %v", s.name, err)
-		}
-		var n *linuxNode
-		if i == 0 {
-			a = startProcNode(t, s.name, netip.MustParseAddr(s.bgpAddr), host, netip.AddrPortFrom(rr, uint16(rrPort)), bin, restartGrace)
-			n = a.linuxNode
-		} else {
-			n = startLinuxNode(t, s.name, netip.MustParseAddr(s.bgpAddr), host, rr, rrPort)
-		}
-		mac, err := net.ParseMAC(s.vmMAC)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pfx := netip.MustParsePrefix(s.vmPfx)
-		if n.vm, err = host.AddVM("vm"+strings.ToLower(s.name), mac, pfx); err != nil {
-			t.Fatalf("VM of node %s: %v", s.name, err)
-		}
-		n.vmMAC, n.vmIP = mac, pfx.Addr()
-		nodes = append(nodes, n)
-	}
+	})
+	g, nodes := top.gb, top.nodes
 	b, c := nodes[1], nodes[2]
 	vt := &vpnTopology{gb: g}
-	for _, n := range nodes {
-		vt.waitSession(t, n.node)
-	}
 	t.Logf("fabric, gobgpd, node A (process %d) and nodes B, C up, sessions established, in %v",
 		a.proc.PID(), time.Since(start).Round(time.Millisecond))
 
@@ -133,19 +92,7 @@ func TestEVPNLinuxRestart(t *testing.T) {
 	bridge, vxlan := devNames(ext)
 	// want is the exact kernel state of n's instance while peers have
 	// their VM attached (as in TestEVPNLinuxThreeNodesThroughGoBGP).
-	want := func(n *linuxNode, peers ...*linuxNode) kernelState {
-		st := kernelState{
-			vxlan: fmt.Sprintf("id %d local %s dstport 4789 nolearning proxy up", vni, n.dpAddr),
-			ports: []string{n.vm.Port(), vxlan}, local: []string{n.vmMAC.String() + " on " + n.vm.Port()}}
-		for _, p := range peers {
-			st.fdb = append(st.fdb, fmt.Sprintf("%s dst %s", p.vmMAC, p.dpAddr), "00:00:00:00:00:00 dst "+p.dpAddr.String())
-			st.neigh = append(st.neigh, fmt.Sprintf("%s lladdr %s", p.vmIP, p.vmMAC))
-		}
-		slices.Sort(st.fdb)
-		slices.Sort(st.neigh)
-		slices.Sort(st.ports)
-		return st
-	}
+	want := func(n *linuxNode, peers ...*linuxNode) kernelState { return wantKernel(n, vni, vxlan, peers...) }
 	// devices are the ifindexes of n's bridge, VXLAN device and VM port.
 	devices := func(t *testing.T, n *linuxNode) (br, vx, port int) {
 		t.Helper()

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,9 +9,6 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/api"
-	"github.com/bagpipe-go/bagpipe/internal/config"
-	"github.com/bagpipe-go/bagpipe/internal/daemon"
-	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/testpeer"
 )
 
@@ -34,20 +30,8 @@ hold_time = 30
 host = 127.0.0.1
 port = 0
 `, addr, testAS, strings.Join(clients, ", "), port)
-	cfg, err := config.Parse([]config.Source{{Name: "rr/bgp.conf", Data: []byte(conf)}}, config.Options{})
-	if err != nil {
-		t.Fatalf("reflector: configuration: %v", err)
-	}
-	if len(cfg.Warnings) != 0 {
-		t.Fatalf("reflector: configuration warnings: %v", cfg.Warnings)
-	}
-	logs := logring.NewBuffer(0)
-	log := slog.New(api.NewLogHandler(testLogger(t).Handler(), logs)).With("node", "RR")
-	d, err := daemon.New(t.Context(), cfg, log, logs, daemon.Options{Version: "e2e", CloseTimeout: nodeStopTimeout})
-	if err != nil {
-		t.Fatalf("reflector: %v", err)
-	}
-	return &node{name: "RR", bgpAddr: addr, api: serveNode(t, "RR", d)}
+	d := startDaemon(t, "RR", conf, nil)
+	return &node{name: "RR", bgpAddr: addr, api: apiClient(t, "RR", d)}
 }
 
 // TestVPNThroughOwnReflector is the topology of TestVPNTwoNodesThroughGoBGP
@@ -166,14 +150,7 @@ func TestVPNThroughOwnReflector(t *testing.T) {
 func waitOwnRRSession(t *testing.T, n *node, rr netip.Addr) {
 	t.Helper()
 	err := waitFor(20*time.Second, func() error {
-		var peer struct {
-			Protocol struct {
-				State string `json:"state"`
-			} `json:"protocol"`
-			RTC struct {
-				Active bool `json:"active"`
-			} `json:"rtc"`
-		}
+		var peer lgPeer
 		if err := n.lg(t.Context(), &peer, "bgp", "peers", rr.String()); err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -14,11 +13,11 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/api"
-	"github.com/bagpipe-go/bagpipe/internal/config"
 	"github.com/bagpipe-go/bagpipe/internal/daemon"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
-	"github.com/bagpipe-go/bagpipe/internal/logring"
+	"github.com/bagpipe-go/bagpipe/internal/testnet"
+	"github.com/bagpipe-go/bagpipe/internal/testnode"
 	"github.com/bagpipe-go/bagpipe/internal/testpeer"
 )
 
@@ -67,74 +66,56 @@ dataplane_local_address = %[2]s
 const nodeStopTimeout = 15 * time.Second
 
 // startNode builds and runs a daemon from its bgp.conf text, as
-// cmd/bagpipe-bgp does (internal/daemon), and stops it when the test ends.
-// Its drivers are the dummy ones the configuration names, which the test
-// reads.
+// cmd/bagpipe-bgp does (internal/daemon, through testnode), and stops it
+// when the test ends. Its drivers are the dummy ones the configuration
+// names, which the test reads.
 func startNode(t *testing.T, name string, bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) *node {
 	t.Helper()
-	conf := nodeConf(bgpAddr, dpAddr, gobgpd, gobgpdPort)
-	cfg, err := config.Parse([]config.Source{{Name: name + "/bgp.conf", Data: []byte(conf)}}, config.Options{})
-	if err != nil {
-		t.Fatalf("node %s: configuration: %v", name, err)
-	}
-	if len(cfg.Warnings) != 0 {
-		t.Fatalf("node %s: configuration warnings: %v", name, cfg.Warnings)
-	}
-	logs := logring.NewBuffer(0)
-	log := slog.New(api.NewLogHandler(testLogger(t).Handler(), logs)).With("node", name)
-
-	d, err := daemon.New(t.Context(), cfg, log, logs, daemon.Options{Version: "e2e", CloseTimeout: nodeStopTimeout})
-	if err != nil {
-		t.Fatalf("node %s: %v", name, err)
-	}
-	n := &node{name: name, bgpAddr: cfg.BGP.LocalAddress, dpAddr: cfg.EVPN.Address(cfg.BGP)}
+	d := startDaemon(t, name, nodeConf(bgpAddr, dpAddr, gobgpd, gobgpdPort), nil)
+	n := &node{name: name, bgpAddr: bgpAddr, dpAddr: dpAddr, api: apiClient(t, name, d)}
 	var ok bool
 	if n.evpn, ok = d.Drivers()[dataplane.EVPN].(*dummy.Driver); !ok {
-		d.Close()
 		t.Fatalf("node %s: E-VPN driver %T, want the dummy one", name, d.Drivers()[dataplane.EVPN])
 	}
 	if n.ipvpn, ok = d.Drivers()[dataplane.IPVPN].(*dummy.Driver); !ok {
-		d.Close()
 		t.Fatalf("node %s: IP VPN driver %T, want the dummy one", name, d.Drivers()[dataplane.IPVPN])
 	}
-	n.api = serveNode(t, name, d)
 	return n
 }
 
-// serveNode runs d until the test's cleanup and returns a REST client of
-// it; the cleanup stops the node and waits, bounded, for it.
-func serveNode(t *testing.T, name string, d *daemon.Node) *client.Client {
+// startDaemon builds a daemon from conf with testnode, logging to the
+// test's log, and runs it until the test's cleanup stops it (waiting,
+// bounded, for the stop). With a host, its E-VPN driver is the Linux one
+// programming the host's namespace.
+func startDaemon(t *testing.T, name, conf string, host *testnet.Host) *daemon.Node {
 	t.Helper()
-	// The client has its own transport, so that its idle connections can
-	// be closed at the end (goleak would see their goroutines otherwise).
+	// t.Context() bounds the build only: it ends before cleanups run, and
+	// the node serves until its cleanup.
+	d, err := testnode.Start(t.Context(), t, name, conf, testnode.Options{
+		Host:         host,
+		Log:          testLogger(t).Handler(),
+		Version:      "e2e",
+		CloseTimeout: nodeStopTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// apiClient is a REST client of d. It has its own transport, so that its
+// idle connections can be closed at the end, before the node stops
+// (goleak would see their goroutines otherwise).
+func apiClient(t *testing.T, name string, d *daemon.Node) *client.Client {
+	t.Helper()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	api, err := client.New("http://"+d.APIAddr().String(), client.WithHTTPClient(&http.Client{Transport: tr}),
 		client.WithTimeout(10*time.Second))
 	if err != nil {
-		d.Close()
 		t.Fatalf("node %s: REST client: %v", name, err)
 	}
-
-	// Not t.Context(): that ends before cleanups run, and the node must
-	// serve until its cleanup stops it.
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		stop()
-		// Run bounds the VPN manager's shutdown by nodeStopTimeout; the
-		// API and the speaker get as much again.
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("node %s: %v", name, err)
-			}
-		case <-time.After(3 * nodeStopTimeout):
-			t.Errorf("node %s: not stopped %v after its context ended", name, 3*nodeStopTimeout)
-		}
-	})
+	t.Cleanup(tr.CloseIdleConnections)
 	return api
 }
 
@@ -185,6 +166,18 @@ func startVPNTopology(t *testing.T) *vpnTopology {
 	return top
 }
 
+// lgPeer is what the tests read of the looking glass's view of a BGP
+// peer (bgp/peers/<address>).
+type lgPeer struct {
+	Protocol struct {
+		State string `json:"state"`
+	} `json:"protocol"`
+	RTC struct {
+		Active bool `json:"active"`
+	} `json:"rtc"`
+	ActiveFamilies []string `json:"active_families"`
+}
+
 // wantFamilies are the families every session must have active.
 var wantFamilies = []string{"ipv4/mpls-vpn", "ipv6/mpls-vpn", "l2vpn/evpn", "ipv4/rtc", "ipv4/flow-vpn"}
 
@@ -201,15 +194,7 @@ func (top *vpnTopology) waitSession(t *testing.T, n *node) {
 		if st != "established" {
 			return fmt.Errorf("gobgpd's session with %s is %s", n.name, st)
 		}
-		var peer struct {
-			Protocol struct {
-				State string `json:"state"`
-			} `json:"protocol"`
-			RTC struct {
-				Active bool `json:"active"`
-			} `json:"rtc"`
-			ActiveFamilies []string `json:"active_families"`
-		}
+		var peer lgPeer
 		if err := n.lg(t.Context(), &peer, "bgp", "peers", top.gb.Address()); err != nil {
 			return err
 		}
