@@ -5,6 +5,8 @@
 #
 #   apt:   gobgpd (Debian's GoBGP 3.x, the interop peer), exabgp (the crafted
 #          UPDATE sender), frr (bgpd + zebra, the E-VPN VTEP interop peer),
+#          openvswitch-switch (ovsdb-server and ovs-vswitchd, started by the
+#          OVS dataplane tests in their namespaces, userspace datapath),
 #          iproute2 (ip/ss for network tests), procps (ps, for debugging
 #          leaked peers), ca-certificates (Go module downloads).
 #   tools: staticcheck, and GoBGP v4.8.0's gobgpd/gobgp for the benchmark,
@@ -18,7 +20,7 @@ tools_bin="${repo_root}/.tools/bin"
 staticcheck_version="v0.8.2"   # 2026.1.x, the first line supporting Go 1.26
 gobgp_version="v4.8.0"         # the version the issue's benchmark compares against
 
-apt_packages=(gobgpd exabgp frr iproute2 iputils-ping iputils-arping util-linux procps ca-certificates graphviz)
+apt_packages=(gobgpd exabgp frr openvswitch-switch iproute2 iputils-ping iputils-arping util-linux procps ca-certificates graphviz)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -59,7 +61,7 @@ fi
 # Should the packages' own services run (a machine with systemd), they would
 # bind :179 and :50051 and collide with the tests' own gobgpd and exabgp.
 if command -v systemctl >/dev/null 2>&1; then
-	for svc in exabgp gobgpd frr; do
+	for svc in exabgp gobgpd frr openvswitch-switch; do
 		if systemctl is-active --quiet "$svc" 2>/dev/null; then
 			log "stopping the ${svc} system service (tests run their own)"
 			systemctl stop "$svc" || true
