@@ -130,7 +130,9 @@ func (p netnsPort) create(ctx context.Context, h *host) error {
 	// would take the new interface back
 	h.try(ctx, []int{1}, "ip", "-n", p.netns, "link", "delete", vethInner)
 	if _, err := h.cmds.LookPath("ovs-vsctl"); err == nil {
-		h.try(ctx, nil, "ovs-vsctl", "--if-exists", "del-port", p.outer)
+		// Best effort: OVS installed but not running (exit 1, "database
+		// connection failed") holds no port to remove either.
+		h.try(ctx, []int{1}, "ovs-vsctl", "--if-exists", "del-port", p.outer)
 	}
 	h.try(ctx, []int{1}, "ip", "link", "delete", p.outer)
 	steps := [][]string{
