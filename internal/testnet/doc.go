@@ -30,6 +30,13 @@
 //     process still found in one of the Net's namespaces at Close is killed
 //     by PID and reported as an error, since it escaped its owner.
 //
+// # Open vSwitch
+//
+// Host.StartOVS runs a private ovsdb-server and ovs-vswitchd inside a
+// host's namespace (userspace datapath); OVS.PlugVM puts a VM's tap on one
+// of its bridges and OVS.PlugUplink the host's eth0. ovs.go notes what
+// userspace tunnels and veth checksum offload need on this kind of machine.
+//
 // Everything needs root and a kernel with network namespaces, veth and
 // bridge support: tests call Require, which skips with the reason (or, when
 // CI is set in the environment, fails, since CI machines must support it).
