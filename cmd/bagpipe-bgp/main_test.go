@@ -277,15 +277,15 @@ func TestDaemonAttach(t *testing.T) {
 // TestDaemonDriverNotAvailable: a dataplane driver that does not exist yet
 // stops the daemon at start with a clear message.
 func TestDaemonDriverNotAvailable(t *testing.T) {
-	for _, sec := range []string{"DATAPLANE_DRIVER_IPVPN", "DATAPLANE_DRIVER_EVPN"} {
+	for sec, driver := range map[string]string{"DATAPLANE_DRIVER_IPVPN": "linux", "DATAPLANE_DRIVER_EVPN": "ovs"} {
 		t.Run(sec, func(t *testing.T) {
-			conf := writeConf(t, fmt.Sprintf(baseConf, 0)+"["+sec+"]\ndataplane_driver = ovs\n")
+			conf := writeConf(t, fmt.Sprintf(baseConf, 0)+"["+sec+"]\ndataplane_driver = "+driver+"\n")
 			var stderr bytes.Buffer
 			code := run(t.Context(), []string{"--config-file", conf}, io.Discard, &stderr, nil)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
 			}
-			if want := "dataplane driver ovs is not available yet"; !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), sec) {
+			if want := "dataplane driver " + driver + " is not available yet"; !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), sec) {
 				t.Errorf("stderr %q does not say [%s] %s", stderr.String(), sec, want)
 			}
 		})

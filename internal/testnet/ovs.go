@@ -230,9 +230,23 @@ func (o *OVS) start(ctx context.Context) error {
 	if err := o.waitFile(ctx, o.db, o.DBSocket(), "ovsdb-server.log"); err != nil {
 		return err
 	}
-	// The Open_vSwitch row vswitchd expects.
-	if _, err := o.Vsctl(ctx, "--no-wait", "init"); err != nil {
-		return err
+	// The Open_vSwitch row vswitchd expects. The socket file exists from
+	// bind(), a moment before listen(): retry while refused.
+	for {
+		_, err := o.Vsctl(ctx, "--no-wait", "init")
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "Connection refused") {
+			return err
+		}
+		select {
+		case <-o.db.Done():
+			return fmt.Errorf("ovsdb-server exited at start: %v%s", o.db.Err(), o.logTail("ovsdb-server.log"))
+		case <-ctx.Done():
+			return err
+		case <-time.After(ovsPoll):
+		}
 	}
 
 	o.vswitchd, err = o.startDaemon(o.bins.vswitchd, "unix:"+o.DBSocket(),

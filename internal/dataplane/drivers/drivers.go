@@ -12,6 +12,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/ovs"
 )
 
 // Section is the configuration section of the driver of type t.
@@ -26,10 +27,11 @@ func Section(t dataplane.VPNType) string {
 }
 
 // New builds one driver per VPN type. logger gives the logger of the
-// driver of each type (nil: logs discarded). Only the dummy driver exists
-// so far: naming another one is an error, so that a daemon stops at start
-// rather than failing every attach later. Building changes nothing on the
-// host.
+// driver of each type (nil: logs discarded). The drivers that exist are
+// dummy (both types), linux (E-VPN) and ovs (IP-VPN, MPLS over Open
+// vSwitch, reached through the system's OVS, or the one OVS_RUNDIR names);
+// naming another one is an error, so that a daemon stops at start rather
+// than failing every attach later. Building changes nothing on the host.
 func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
 	sections := []struct {
 		typ dataplane.VPNType
@@ -54,7 +56,8 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 	for _, sec := range sections {
 		name := Section(sec.typ)
 		linuxEVPN := sec.typ == dataplane.EVPN && sec.dp.Driver == "linux"
-		if sec.dp.Driver != "dummy" && !linuxEVPN {
+		ovsIPVPN := sec.typ == dataplane.IPVPN && sec.dp.Driver == "ovs"
+		if sec.dp.Driver != "dummy" && !linuxEVPN && !ovsIPVPN {
 			return nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", name, sec.dp.DriverOption)
 		}
 		// The driver shows its section, as the looking glass's config
@@ -76,6 +79,23 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 				Logger:       log,
 				// The daemon says when BGP has settled (dataplane.Settler).
 				WaitForBGP: true,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("[%s]: %w", name, err)
+			}
+			out[sec.typ] = d
+			continue
+		}
+		if ovsIPVPN {
+			opts, err := ovs.ParseOptions(sec.dp.Options)
+			if err != nil {
+				return nil, fmt.Errorf("[%s]: %w", name, err)
+			}
+			d, err := ovs.New(ovs.Config{
+				LocalAddress: sec.dp.Address(cfg.BGP),
+				Options:      opts,
+				ConfigLG:     options,
+				Logger:       log,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("[%s]: %w", name, err)

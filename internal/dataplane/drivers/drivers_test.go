@@ -62,12 +62,20 @@ func TestNew(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	for _, sec := range []string{"DATAPLANE_DRIVER_EVPN", "DATAPLANE_DRIVER_IPVPN"} {
-		t.Run("driver_not_available_yet_"+sec, func(t *testing.T) {
-			_, err := New(parse(t, "["+sec+"]\ndataplane_driver = ovs\n"), nil)
-			if err == nil || err.Error() != "["+sec+"] dataplane driver ovs is not available yet" {
-				t.Errorf("error %v", err)
-			}
-		})
-	}
+	t.Run("driver_not_available_yet_DATAPLANE_DRIVER_EVPN", func(t *testing.T) {
+		_, err := New(parse(t, "[DATAPLANE_DRIVER_EVPN]\ndataplane_driver = ovs\n"), nil)
+		if err == nil || err.Error() != "[DATAPLANE_DRIVER_EVPN] dataplane driver ovs is not available yet" {
+			t.Errorf("error %v", err)
+		}
+	})
+	t.Run("dataplanes_§8_ovs_IP-VPN_option_errors_name_the_section_and_option", func(t *testing.T) {
+		_, err := New(parse(t, "[DATAPLANE_DRIVER_IPVPN]\ndataplane_driver = ovs\novs_table_id_start = 0\n"), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "[DATAPLANE_DRIVER_IPVPN]: ovs_table_id_start: tables 0 and 1 must differ") {
+			t.Errorf("error %v", err)
+		}
+		_, err = New(parse(t, "[DATAPLANE_DRIVER_IPVPN]\ndataplane_driver = ovs\narp_responder = maybe\n"), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "[DATAPLANE_DRIVER_IPVPN]: arp_responder: ") {
+			t.Errorf("error %v", err)
+		}
+	})
 }

@@ -1,0 +1,64 @@
+//go:build linux
+
+package drivers
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/ovs"
+	"github.com/bagpipe-go/bagpipe/internal/testnet"
+)
+
+// TestNewOVS builds the IP-VPN ovs driver from bgp.conf against an Open
+// vSwitch of a test namespace, which ovs-vsctl and ovs-ofctl find through
+// OVS_RUNDIR, as a daemon started with it would.
+func TestNewOVS(t *testing.T) {
+	testnet.RequireOVS(t)
+	n, err := testnet.New(t, testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := n.AddHost("a", netip.MustParsePrefix("192.0.2.1/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := host.StartOVS(t.Context(), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OVS_RUNDIR", o.Dir())
+	t.Run("dataplanes_§9_#27_no_bridge_stops_the_build", func(t *testing.T) {
+		_, err := New(parse(t, "[DATAPLANE_DRIVER_IPVPN]\ndataplane_driver = ovs\n"), nil)
+		if !errors.Is(err, ovs.ErrBridgeNotFound) || !strings.HasPrefix(err.Error(), "[DATAPLANE_DRIVER_IPVPN]: ") {
+			t.Errorf("error %v", err)
+		}
+	})
+	if err := o.AddBridge(t.Context(), "br-mpls"); err != nil {
+		t.Fatal(err)
+	}
+	// dataplanes §0: the original's names for the driver.
+	for _, name := range []string{"ovs", "mpls_ovs_dataplane.MPLSOVSDataplaneDriver", "bagpipe.bgp.vpn.ipvpn.mpls_ovs_dataplane.MPLSOVSDataplaneDriver"} {
+		t.Run("dataplanes_§8_"+name, func(t *testing.T) {
+			dps, err := New(parse(t, "[DATAPLANE_DRIVER_IPVPN]\ndataplane_driver = "+name+"\narp_responder = True\nmpls_over_gre = auto\n"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, ok := dps[dataplane.IPVPN].(*ovs.Driver)
+			if !ok {
+				t.Fatalf("IP-VPN driver %T", dps[dataplane.IPVPN])
+			}
+			defer d.Close()
+			info := d.LookingGlass()
+			if info.Name != "MPLSOVSDataplaneDriver" || d.LocalAddress() != netip.MustParseAddr("192.0.2.1") || info.Config["arp_responder"] != "True" {
+				t.Errorf("driver %s, local address %s, config %v", info.Name, d.LocalAddress(), info.Config)
+			}
+			if !d.ECMPSupport() {
+				t.Error("no ECMP")
+			}
+		})
+	}
+}

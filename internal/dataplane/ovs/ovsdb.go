@@ -1,0 +1,369 @@
+package ovs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// OwnerKey is the external_ids key that marks an OVS port as added by the
+// driver (dataplanes §12); its value is OwnerTunnel for the tunnel ports
+// and OwnerPrefix + the VRF's external id for a VM port.
+const (
+	OwnerKey    = "bagpipe-owner"
+	OwnerTunnel = "ipvpn"
+	OwnerPrefix = "ipvpn:"
+)
+
+// ours says whether an owner mark is the driver's.
+func ours(owner string) bool { return owner == OwnerTunnel || strings.HasPrefix(owner, OwnerPrefix) }
+
+// bridgeInfo is what the driver reads of its bridge.
+type bridgeInfo struct {
+	exists       bool
+	protocols    []string
+	datapathType string
+}
+
+// portInfo is what the driver reads of an OVS port and its (single)
+// interface.
+type portInfo struct {
+	name string
+	// inBridge: the port is one of the driver's bridge (it may exist in
+	// another bridge).
+	inBridge bool
+	// ofport is the OpenFlow port number; -1 when OVS has none for it (not
+	// yet, or the interface failed: see err).
+	ofport  int
+	mac     string
+	typ     string
+	options map[string]string
+	err     string
+	owner   string
+}
+
+// dbOp is one change of the OVS database; the ops of one apply call form
+// one transaction.
+type dbOp struct {
+	kind dbOpKind
+	name string
+	// typ and options are a tunnel port's (addTunnel).
+	typ     string
+	options map[string]string
+	// owner is the OwnerKey mark of an added port.
+	owner     string
+	protocols []string
+}
+
+type dbOpKind int
+
+const (
+	// opAddPort adds a port (an existing interface) to the bridge.
+	opAddPort dbOpKind = iota
+	// opAddTunnel adds a tunnel port, or updates it in place when it is
+	// already in the bridge (same ofport: no traffic lost).
+	opAddTunnel
+	// opDelPort removes a port from the bridge; an absent one is no error.
+	opDelPort
+	// opProtocols sets the bridge's OpenFlow versions.
+	opProtocols
+)
+
+// database is how the driver reads and changes the OVS database. The
+// daemon uses vsctl; unit tests a fake.
+type database interface {
+	bridge(ctx context.Context) (bridgeInfo, error)
+	// port reads the port name; false when no port has that name.
+	port(ctx context.Context, name string) (portInfo, bool, error)
+	// ownedPorts lists the ports of the bridge that carry an owner mark.
+	ownedPorts(ctx context.Context) ([]portInfo, error)
+	// apply runs ops as one transaction and waits until ovs-vswitchd has
+	// applied it (so that new ports have their ofport).
+	apply(ctx context.Context, ops ...dbOp) error
+}
+
+// vsctl reaches OVSDB through ovs-vsctl, one process per transaction or
+// read (see the package doc for why).
+type vsctl struct {
+	bin        string
+	db         string
+	bridgeName string
+	// timeout bounds one run; ovs-vsctl waits for ovs-vswitchd after a
+	// change, forever without it.
+	timeout time.Duration
+}
+
+// run runs ovs-vsctl with args (JSON output for list and find).
+func (v *vsctl) run(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout+time.Second)
+	defer cancel()
+	full := []string{"--timeout=" + strconv.Itoa(int(v.timeout/time.Second)), "--format=json"}
+	if v.db != "" {
+		full = append(full, "--db="+v.db)
+	}
+	full = append(full, args...)
+	cmd := exec.CommandContext(ctx, v.bin, full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		msg = firstLine(msg)
+		if !strings.HasPrefix(msg, "ovs-vsctl: ") {
+			msg = "ovs-vsctl: " + msg
+		}
+		return nil, errors.New(msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
+
+func (v *vsctl) bridge(ctx context.Context) (bridgeInfo, error) {
+	out, err := v.run(ctx, "--columns=protocols,datapath_type", "find", "Bridge", "name="+quote(v.bridgeName))
+	if err != nil {
+		return bridgeInfo{}, err
+	}
+	tables, err := decodeTables(out, 1)
+	if err != nil {
+		return bridgeInfo{}, err
+	}
+	rows := tables[0]
+	if len(rows) == 0 {
+		return bridgeInfo{}, nil
+	}
+	return bridgeInfo{exists: true, protocols: rows[0].strings("protocols"), datapathType: rows[0].string("datapath_type")}, nil
+}
+
+func (v *vsctl) port(ctx context.Context, name string) (portInfo, bool, error) {
+	out, err := v.run(ctx,
+		"--", "--columns=ports", "find", "Bridge", "name="+quote(v.bridgeName),
+		"--", "--columns=_uuid,external_ids", "find", "Port", "name="+quote(name),
+		"--", "--columns=ofport,mac_in_use,type,options,error", "find", "Interface", "name="+quote(name))
+	if err != nil {
+		return portInfo{}, false, err
+	}
+	tables, err := decodeTables(out, 3)
+	if err != nil {
+		return portInfo{}, false, err
+	}
+	if len(tables[1]) == 0 {
+		return portInfo{}, false, nil
+	}
+	p := portInfo{name: name, ofport: -1, owner: tables[1][0].mapValue("external_ids")[OwnerKey]}
+	if len(tables[0]) > 0 {
+		p.inBridge = slices.Contains(tables[0][0].uuids("ports"), tables[1][0].uuid("_uuid"))
+	}
+	if len(tables[2]) > 0 {
+		i := tables[2][0]
+		p.ofport = i.int("ofport", -1)
+		p.mac, p.typ, p.options = i.string("mac_in_use"), i.string("type"), i.mapValue("options")
+		p.err = strings.Join(i.strings("error"), "; ")
+	}
+	return p, true, nil
+}
+
+func (v *vsctl) ownedPorts(ctx context.Context) ([]portInfo, error) {
+	out, err := v.run(ctx,
+		"--", "--columns=ports", "find", "Bridge", "name="+quote(v.bridgeName),
+		"--", "--columns=_uuid,name,external_ids", "list", "Port")
+	if err != nil {
+		return nil, err
+	}
+	tables, err := decodeTables(out, 2)
+	if err != nil {
+		return nil, err
+	}
+	if len(tables[0]) == 0 {
+		return nil, nil
+	}
+	members := tables[0][0].uuids("ports")
+	var ports []portInfo
+	for _, r := range tables[1] {
+		owner := r.mapValue("external_ids")[OwnerKey]
+		if owner != "" && slices.Contains(members, r.uuid("_uuid")) {
+			ports = append(ports, portInfo{name: r.string("name"), inBridge: true, ofport: -1, owner: owner})
+		}
+	}
+	return ports, nil
+}
+
+func (v *vsctl) apply(ctx context.Context, ops ...dbOp) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	var args []string
+	br := v.bridgeName
+	for _, op := range ops {
+		switch op.kind {
+		case opAddPort:
+			args = append(args, "--", "add-port", br, op.name)
+			if op.owner != "" {
+				args = append(args, "--", "set", "Port", op.name, "external_ids:"+quote(OwnerKey)+"="+quote(op.owner))
+			}
+		case opAddTunnel:
+			args = append(args, "--", "--may-exist", "add-port", br, op.name,
+				"--", "set", "Interface", op.name, "type="+quote(op.typ), "options="+quoteMap(op.options),
+				"--", "set", "Port", op.name, "external_ids:"+quote(OwnerKey)+"="+quote(op.owner))
+		case opDelPort:
+			args = append(args, "--", "--if-exists", "del-port", br, op.name)
+		case opProtocols:
+			args = append(args, "--", "set", "Bridge", br, "protocols="+strings.Join(op.protocols, ","))
+		default:
+			return fmt.Errorf("unknown OVSDB operation %d", op.kind)
+		}
+	}
+	_, err := v.run(ctx, args...)
+	return err
+}
+
+// quote renders s as an OVSDB string for ovs-vsctl (no shell is
+// involved: the quotes reach ovs-vsctl).
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		if r == '"' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// quoteMap renders a map column value.
+func quoteMap(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, quote(k)+"="+quote(m[k]))
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// row is one record of ovs-vsctl's JSON output, by column.
+type row map[string]json.RawMessage
+
+// decodeTables reads n JSON tables ({"headings": [...], "data": [[...]]}),
+// as ovs-vsctl prints one per list or find command.
+func decodeTables(out []byte, n int) ([][]row, error) {
+	dec := json.NewDecoder(bytes.NewReader(out))
+	var tables [][]row
+	for range n {
+		var t struct {
+			Headings []string            `json:"headings"`
+			Data     [][]json.RawMessage `json:"data"`
+		}
+		if err := dec.Decode(&t); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("ovs-vsctl output: %w", err)
+		}
+		rows := make([]row, 0, len(t.Data))
+		for _, d := range t.Data {
+			if len(d) != len(t.Headings) {
+				return nil, fmt.Errorf("ovs-vsctl output: %d values for %d columns", len(d), len(t.Headings))
+			}
+			r := make(row, len(d))
+			for i, h := range t.Headings {
+				r[h] = d[i]
+			}
+			rows = append(rows, r)
+		}
+		tables = append(tables, rows)
+	}
+	return tables, nil
+}
+
+// atoms decodes an OVSDB value: an atom, ["set", [atoms]] or ["uuid", u].
+// Maps are read by mapValue.
+func (r row) atoms(col string) []any {
+	var v any
+	if err := json.Unmarshal(r[col], &v); err != nil {
+		return nil
+	}
+	if a, ok := v.([]any); ok && len(a) == 2 {
+		switch a[0] {
+		case "set":
+			items, _ := a[1].([]any)
+			out := make([]any, 0, len(items))
+			for _, it := range items {
+				out = append(out, unwrapUUID(it))
+			}
+			return out
+		case "uuid":
+			return []any{a[1]}
+		}
+	}
+	return []any{v}
+}
+
+func unwrapUUID(v any) any {
+	if a, ok := v.([]any); ok && len(a) == 2 && a[0] == "uuid" {
+		return a[1]
+	}
+	return v
+}
+
+func (r row) string(col string) string {
+	if a := r.atoms(col); len(a) == 1 {
+		s, _ := a[0].(string)
+		return s
+	}
+	return ""
+}
+
+func (r row) strings(col string) []string {
+	var out []string
+	for _, a := range r.atoms(col) {
+		if s, ok := a.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r row) uuid(col string) string { return r.string(col) }
+
+func (r row) uuids(col string) []string { return r.strings(col) }
+
+// int reads an integer column, def when empty.
+func (r row) int(col string, def int) int {
+	if a := r.atoms(col); len(a) == 1 {
+		if f, ok := a[0].(float64); ok {
+			return int(f)
+		}
+	}
+	return def
+}
+
+func (r row) mapValue(col string) map[string]string {
+	var v []json.RawMessage
+	m := map[string]string{}
+	if err := json.Unmarshal(r[col], &v); err != nil || len(v) != 2 {
+		return m
+	}
+	var pairs [][2]string
+	if err := json.Unmarshal(v[1], &pairs); err != nil {
+		return m
+	}
+	for _, p := range pairs {
+		m[p[0]] = p[1]
+	}
+	return m
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package ovs
+
+import "syscall"
+
+func spareAttr() *syscall.SysProcAttr { return nil }

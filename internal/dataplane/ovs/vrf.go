@@ -1,0 +1,880 @@
+package ovs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/bgp"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane"
+)
+
+// Label limits: an MPLS label is 20 bits, a VNI 24.
+const (
+	maxLabel = 1<<20 - 1
+	maxVNI   = 1<<24 - 1
+)
+
+// vrf is the dataplane of one VRF.
+type vrf struct {
+	d      *Driver
+	cfg    dataplane.InstanceConfig
+	id     uint32
+	cookie uint64
+	log    *slog.Logger
+	// subnet is the VRF's subnet (gateway/length), valid when known:
+	// routes inside it are not a routed hop (no TTL decrement).
+	subnet netip.Prefix
+
+	mu     sync.Mutex // guards the following; taken before the driver's mu
+	closed bool
+	// vlan is the VLAN of the VRF's ports (0: none), fixed by the first
+	// port that gives one.
+	vlan int
+	// ports are the local ports, by linuxif.
+	ports map[string]*localPort
+	// endpoints are the plugged endpoints.
+	endpoints map[endpointKey]dataplane.Port
+	// labels are the label flows installed, by label.
+	labels map[uint32]*labelUse
+	// arp is the ARP responder flow when installed.
+	arp *flow
+	// fallback is the last fallback given, and its flow when installed.
+	fallback     *dataplane.Fallback
+	fallbackFlow *flow
+	prefixes     map[netip.Prefix]*route
+	classifiers  map[dataplane.Classifier]*redirect
+	lastErr      string
+}
+
+// localPort is an OVS port of the VRF.
+type localPort struct {
+	linuxif string
+	name    string
+	ofport  int
+	// owned: the driver added it to the bridge and removes it with its
+	// last endpoint.
+	owned bool
+	// endpoints counts the endpoints on the port, fromPort those that
+	// forward from it (the input flows exist while it is not zero).
+	endpoints, fromPort int
+}
+
+type endpointKey struct {
+	mac string
+	ip  netip.Addr
+}
+
+// labelUse is a label flow and the to-port endpoints using it.
+type labelUse struct {
+	flows []flow
+	count int
+}
+
+// route is the group and flow of a prefix.
+type route struct {
+	group uint32
+	flow  flow
+	hops  []*nextHop
+}
+
+type nextHop struct {
+	pe      netip.Addr
+	label   uint32
+	bucket  uint32
+	actions string
+}
+
+// redirect is an installed traffic classifier.
+type redirect struct {
+	to    uint32
+	flows []flow
+}
+
+func newVRF(d *Driver, cfg dataplane.InstanceConfig) *vrf {
+	v := &vrf{
+		d:           d,
+		cfg:         cfg,
+		id:          cfg.ID,
+		cookie:      InstanceCookie(cfg.ID),
+		log:         d.log.With("instance", cfg.ExternalID, "instance_id", cfg.ID),
+		ports:       make(map[string]*localPort),
+		endpoints:   make(map[endpointKey]dataplane.Port),
+		labels:      make(map[uint32]*labelUse),
+		prefixes:    make(map[netip.Prefix]*route),
+		classifiers: make(map[dataplane.Classifier]*redirect),
+	}
+	if gw, ok := cfg.Gateway(); ok {
+		v.subnet = gw.Masked()
+	}
+	return v
+}
+
+var _ dataplane.IPVPNInstance = (*vrf)(nil)
+
+// begin locks the VRF for a call and checks it may run; on success the
+// caller unlocks.
+func (v *vrf) begin(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return fmt.Errorf("%s %s: %w", v.cfg.ExternalID, op, dataplane.ErrCleanedUp)
+	}
+	return nil
+}
+
+// fail records err for the looking glass and returns it.
+func (v *vrf) fail(err error) error {
+	if err != nil {
+		v.lastErr = time.Now().UTC().Format(time.RFC3339) + " " + err.Error()
+	}
+	return err
+}
+
+func (v *vrf) apply(ctx context.Context, b *bundle) error {
+	if b.empty() {
+		return nil
+	}
+	if v.log.Enabled(ctx, slog.LevelDebug) {
+		v.log.Debug("OpenFlow bundle", "lines", b.lines())
+	}
+	return v.d.of.bundle(ctx, b.lines())
+}
+
+func checkMAC(mac net.HardwareAddr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("MAC %q is not an Ethernet address", mac.String())
+	}
+	return nil
+}
+
+// VifPlugged implements dataplane.Instance: the port joins the bridge when
+// it is not in it (the driver then owns it); from-port directions add the
+// input flows that take the port's IP and ARP traffic into the VRF (once
+// per port), to-port directions the flow that delivers the endpoint's
+// label (once per label); the first port adds the ARP responder when
+// configured. Everything in one bundle: on error nothing is left, and a
+// port added by this call is removed again.
+func (v *vrf) VifPlugged(ctx context.Context, p dataplane.Port) error {
+	if err := v.begin(ctx, "VifPlugged"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	if err := v.plug(ctx, p); err != nil {
+		return v.fail(fmt.Errorf("plug %s into %s: %w", p.LocalPort.LinuxIf, v.cfg.ExternalID, err))
+	}
+	return nil
+}
+
+func (v *vrf) plug(ctx context.Context, p dataplane.Port) error {
+	if err := checkMAC(p.MAC); err != nil {
+		return err
+	}
+	if p.IP.IsValid() && !p.IP.Is4() {
+		return fmt.Errorf("endpoint %s: IPv6 is not supported by this driver", p.IP)
+	}
+	if p.Label > maxLabel {
+		return fmt.Errorf("label %d is not 20 bits", p.Label)
+	}
+	dir := p.Direction
+	if dir == "" {
+		dir = dataplane.DirectionBoth
+	}
+	if err := v.d.ValidateDirection(dir); err != nil {
+		return err
+	}
+	if p.LocalPort.LinuxIf == "" {
+		return errors.New("no linuxif")
+	}
+	key := endpointKey{p.MAC.String(), p.IP}
+	if old, ok := v.endpoints[key]; ok {
+		if old.LocalPort.Equal(p.LocalPort) && old.Label == p.Label && cmp.Or(old.Direction, dataplane.DirectionBoth) == dir {
+			return nil
+		}
+		return fmt.Errorf("endpoint %s %s is already plugged (%s, label %d, %s): unplug it first",
+			p.MAC, p.IP, old.LocalPort, old.Label, old.Direction)
+	}
+	vlan := v.vlan
+	if o := p.LocalPort.OVS; o != nil && o.VLAN != 0 {
+		if o.VLAN < 1 || o.VLAN > 4094 {
+			return fmt.Errorf("VLAN %d is not in 1..4094", o.VLAN)
+		}
+		if vlan != 0 && vlan != o.VLAN {
+			return fmt.Errorf("VLAN %d differs from VLAN %d of the VRF's other ports", o.VLAN, vlan)
+		}
+		if vlan == 0 && len(v.ports) > 0 {
+			return fmt.Errorf("VLAN %d given while the VRF's ports have none", o.VLAN)
+		}
+		vlan = o.VLAN
+	}
+	port, added, err := v.portFor(ctx, p.LocalPort)
+	if err != nil {
+		return err
+	}
+	tun := v.d.tunnels()
+	var b bundle
+	fallback := v.fallbackFlow
+	if vlan != v.vlan && v.fallback != nil {
+		// The fallback was made before the VLAN was known.
+		if f, err := v.fallbackFor(ctx, *v.fallback, vlan); err == nil {
+			fallback = &f
+			b.addFlow(f)
+		}
+	}
+	if dir.FromPort() && port.fromPort == 0 {
+		b.addFlow(inputFlow(v.d.opts, v.id, "ip", port.ofport, vlan))
+		b.addFlow(inputFlow(v.d.opts, v.id, "arp", port.ofport, vlan))
+	}
+	arp := v.arp
+	if arp == nil && v.d.opts.ARPResponder {
+		switch {
+		case v.d.opts.ProxyARP:
+			f := arpResponderFlow(v.d.opts, v.id, netip.Addr{}, vlan)
+			arp = &f
+		case v.cfg.GatewayIP.IsValid():
+			f := arpResponderFlow(v.d.opts, v.id, v.cfg.GatewayIP, vlan)
+			arp = &f
+		default:
+			v.log.Warn("no ARP responder: the VRF has no gateway address")
+		}
+		if arp != nil {
+			b.addFlow(*arp)
+		}
+	}
+	var newLabel []flow
+	if dir.ToPort() {
+		use := v.labels[p.Label]
+		if use == nil {
+			newLabel = append(newLabel, labelFlow(v.d.opts, v.id, p.Label, p.MAC, port.ofport, vlan))
+			if v.d.opts.VXLANEncap {
+				newLabel = append(newLabel, vxlanLabelFlow(v.d.opts, v.id, p.Label, p.MAC, tun.vxlanPort, port.ofport, vlan))
+			}
+		} else if use.flows[0].actions != labelFlow(v.d.opts, v.id, p.Label, p.MAC, port.ofport, vlan).actions {
+			if added {
+				v.dropPort(ctx, port)
+			}
+			return fmt.Errorf("label %d already delivers to another endpoint", p.Label)
+		}
+		for _, f := range newLabel {
+			b.addFlow(f)
+		}
+	}
+	if err := v.apply(ctx, &b); err != nil {
+		if added {
+			v.dropPort(ctx, port)
+		}
+		return err
+	}
+	// Committed: record it.
+	v.vlan = vlan
+	v.fallbackFlow = fallback
+	v.arp = arp
+	if added || v.ports[port.linuxif] == nil {
+		v.ports[port.linuxif] = port
+	}
+	port.endpoints++
+	if dir.FromPort() {
+		port.fromPort++
+	}
+	if dir.ToPort() {
+		if newLabel != nil {
+			v.labels[p.Label] = &labelUse{flows: newLabel}
+		}
+		v.labels[p.Label].count++
+	}
+	p.Direction = dir
+	p.MAC = slices.Clone(p.MAC) // the caller's slice is not ours to keep
+	v.endpoints[key] = p
+	v.log.Debug("port plugged", "port", port.name, "ofport", port.ofport, "mac", p.MAC.String(), "ip", p.IP, "label", p.Label, "direction", string(dir))
+	return nil
+}
+
+// portFor finds, or adds, the OVS port of lp; added says the port was
+// added by this call.
+func (v *vrf) portFor(ctx context.Context, lp dataplane.LocalPort) (port *localPort, added bool, err error) {
+	if port := v.ports[lp.LinuxIf]; port != nil {
+		return port, false, nil
+	}
+	o := lp.OVS
+	if o != nil && o.Plugged {
+		// Already in the bridge (Neutron's patch port): used, never removed.
+		port := &localPort{linuxif: lp.LinuxIf, name: o.PortName, ofport: o.PortNumber}
+		if port.ofport <= 0 {
+			if o.PortName == "" {
+				return nil, false, errors.New("ovs.plugged without port_number or port_name")
+			}
+			info, err := v.d.bridgePort(ctx, o.PortName)
+			if err != nil {
+				return nil, false, err
+			}
+			port.ofport = info.ofport
+		}
+		return port, false, nil
+	}
+	name := lp.LinuxIf
+	if o != nil && o.PortName != "" {
+		name = o.PortName
+	}
+	if !ovsName.MatchString(name) {
+		return nil, false, fmt.Errorf("%q is not an OVS port name", name)
+	}
+	v.mtuFixup(name, o)
+	owner := OwnerPrefix + v.cfg.ExternalID
+	info, exists, err := v.d.db.port(ctx, name)
+	if err != nil {
+		return nil, false, fmt.Errorf("read port %s: %w", name, err)
+	}
+	if exists {
+		if !info.inBridge {
+			return nil, false, fmt.Errorf("port %s is in another bridge than %s", name, v.d.opts.Bridge)
+		}
+		if info.ofport <= 0 {
+			return nil, false, fmt.Errorf("port %s has no OpenFlow port number: %s", name, orUnknown(info.err))
+		}
+		// A port marked ours by an earlier run stays ours; another one is
+		// its owner's.
+		return &localPort{linuxif: lp.LinuxIf, name: name, ofport: info.ofport, owned: info.owner == owner}, false, nil
+	}
+	if err := v.d.db.apply(ctx, dbOp{kind: opAddPort, name: name, owner: owner}); err != nil {
+		return nil, false, fmt.Errorf("add port %s to bridge %s: %w", name, v.d.opts.Bridge, err)
+	}
+	port = &localPort{linuxif: lp.LinuxIf, name: name, ofport: -1, owned: true}
+	info, exists, err = v.d.db.port(ctx, name)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("read port %s: %w", name, err)
+	case !exists || info.ofport <= 0:
+		// OVS could not open the interface (no such device...).
+		err = fmt.Errorf("port %s added to bridge %s without an OpenFlow port number: %s", name, v.d.opts.Bridge, orUnknown(info.err))
+	}
+	if err != nil {
+		v.dropPort(ctx, port)
+		return nil, false, err
+	}
+	port.ofport = info.ofport
+	v.log.Info("port added to the bridge", "port", name, "ofport", port.ofport)
+	return port, true, nil
+}
+
+// dropPort removes a port the driver owns; a failure is logged (a reset
+// removes what carries the owner mark).
+func (v *vrf) dropPort(ctx context.Context, port *localPort) {
+	if !port.owned {
+		return
+	}
+	if err := v.d.db.apply(context.WithoutCancel(ctx), dbOp{kind: opDelPort, name: port.name}); err != nil {
+		v.log.Error("port not removed from the bridge", "port", port.name, "error", err)
+		return
+	}
+	v.log.Info("port removed from the bridge", "port", port.name)
+}
+
+// mtuFixup applies ovsbr_interfaces_mtu to a port named by ovs.port_name
+// (the original's obsolete option, kept for its users).
+func (v *vrf) mtuFixup(name string, o *dataplane.OVSPort) {
+	if v.d.opts.MTU == 0 || o == nil || o.PortName == "" {
+		return
+	}
+	if err := v.d.nb.setMTU(name, v.d.opts.MTU); err != nil {
+		v.log.Warn("MTU not set", "port", name, "mtu", v.d.opts.MTU, "error", err)
+	}
+}
+
+// VifUnplugged implements dataplane.Instance, for every direction: the
+// label flow goes with the label's last to-port endpoint, the input flows
+// with the port's last from-port endpoint (the original left them), the
+// port (when the driver added it) with its last endpoint, and the ARP
+// responder with the VRF's last port. The driver counts endpoints itself;
+// lastEndpoint is only checked against its count.
+func (v *vrf) VifUnplugged(ctx context.Context, p dataplane.Port, lastEndpoint bool) error {
+	if err := v.begin(ctx, "VifUnplugged"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	if err := checkMAC(p.MAC); err != nil {
+		return v.fail(fmt.Errorf("unplug from %s: %w", v.cfg.ExternalID, err))
+	}
+	key := endpointKey{p.MAC.String(), p.IP}
+	ep, ok := v.endpoints[key]
+	if !ok {
+		v.log.Debug("unplug of an unknown endpoint", "mac", p.MAC.String(), "ip", p.IP)
+		return nil
+	}
+	port := v.ports[ep.LocalPort.LinuxIf]
+	var b bundle
+	dropLabel := false
+	if ep.Direction.ToPort() {
+		if use := v.labels[ep.Label]; use != nil && use.count == 1 {
+			dropLabel = true
+			for _, f := range use.flows {
+				b.delFlow(f)
+			}
+		}
+	}
+	if ep.Direction.FromPort() && port.fromPort == 1 {
+		b.delFlow(inputFlow(v.d.opts, v.id, "ip", port.ofport, v.vlan))
+		b.delFlow(inputFlow(v.d.opts, v.id, "arp", port.ofport, v.vlan))
+	}
+	lastOnPort := port.endpoints == 1
+	if lastOnPort != lastEndpoint {
+		v.log.Debug("unplug: last endpoint of the port per the driver's count", "port", port.name, "driver", lastOnPort, "caller", lastEndpoint)
+	}
+	dropARP := lastOnPort && len(v.ports) == 1 && v.arp != nil
+	if dropARP {
+		b.delFlow(*v.arp)
+	}
+	if err := v.apply(ctx, &b); err != nil {
+		return v.fail(fmt.Errorf("unplug %s from %s: %w", ep.LocalPort.LinuxIf, v.cfg.ExternalID, err))
+	}
+	delete(v.endpoints, key)
+	if ep.Direction.ToPort() {
+		if dropLabel {
+			delete(v.labels, ep.Label)
+		} else if use := v.labels[ep.Label]; use != nil {
+			use.count--
+		}
+	}
+	if ep.Direction.FromPort() {
+		port.fromPort--
+	}
+	port.endpoints--
+	if dropARP {
+		v.arp = nil
+	}
+	v.log.Debug("port unplugged", "port", port.name, "mac", p.MAC.String(), "ip", p.IP, "last_endpoint", lastOnPort)
+	if lastOnPort {
+		delete(v.ports, port.linuxif)
+		if port.owned {
+			if err := v.d.db.apply(ctx, dbOp{kind: opDelPort, name: port.name}); err != nil {
+				return v.fail(fmt.Errorf("unplug %s from %s: remove port %s: %w", ep.LocalPort.LinuxIf, v.cfg.ExternalID, port.name, err))
+			}
+			v.log.Info("port removed from the bridge", "port", port.name)
+		}
+	}
+	if len(v.ports) == 0 {
+		v.vlan = 0
+	}
+	return nil
+}
+
+// NeedsCleanupAssist implements dataplane.Instance: Cleanup removes
+// everything by cookie.
+func (v *vrf) NeedsCleanupAssist() bool { return false }
+
+// Cleanup implements dataplane.Instance: every flow with the VRF's cookie
+// (all tables) and every group of the VRF go in one bundle, then the ports
+// the driver added (the original left those).
+func (v *vrf) Cleanup(ctx context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil
+	}
+	var b bundle
+	b.delCookie(v.cookie, ^uint64(0))
+	var groups []uint32
+	for _, r := range v.prefixes {
+		b.delGroup(r.group)
+		groups = append(groups, r.group)
+	}
+	if err := v.d.of.bundle(ctx, b.lines()); err != nil {
+		return v.fail(fmt.Errorf("cleanup %s: %w", v.cfg.ExternalID, err))
+	}
+	v.d.releaseGroups(groups...)
+	var ops []dbOp
+	var names []string
+	for _, p := range v.ports {
+		if p.owned {
+			ops = append(ops, dbOp{kind: opDelPort, name: p.name})
+			names = append(names, p.name)
+		}
+	}
+	v.closed = true
+	v.d.forget(v.id)
+	if err := v.d.db.apply(ctx, ops...); err != nil {
+		return v.fail(fmt.Errorf("cleanup %s: remove ports %s: %w", v.cfg.ExternalID, strings.Join(names, ", "), err))
+	}
+	v.log.Info("IP-VPN instance dataplane removed", "groups", len(groups), "ports_removed", names)
+	return nil
+}
+
+// UpdateFallback implements dataplane.IPVPNInstance: traffic matching no
+// route leaves by the fallback port with the given MACs. An incomplete
+// fallback is logged and ignored.
+func (v *vrf) UpdateFallback(ctx context.Context, f dataplane.Fallback) error {
+	if err := v.begin(ctx, "UpdateFallback"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	if !f.Complete() || checkMAC(f.SrcMAC) != nil || checkMAC(f.DstMAC) != nil {
+		v.log.Error("fallback ignored: it needs src_mac, dst_mac and an OVS port", "fallback", fmt.Sprintf("%+v", f))
+		return nil
+	}
+	fl, err := v.fallbackFor(ctx, f, v.vlan)
+	if err != nil {
+		return v.fail(fmt.Errorf("fallback of %s: %w", v.cfg.ExternalID, err))
+	}
+	c := f
+	c.SrcMAC, c.DstMAC = slices.Clone(f.SrcMAC), slices.Clone(f.DstMAC)
+	if v.fallbackFlow != nil && *v.fallbackFlow == fl {
+		v.fallback = &c
+		return nil
+	}
+	var b bundle
+	b.addFlow(fl)
+	if err := v.apply(ctx, &b); err != nil {
+		return v.fail(fmt.Errorf("fallback of %s: %w", v.cfg.ExternalID, err))
+	}
+	v.fallback, v.fallbackFlow = &c, &fl
+	return nil
+}
+
+func (v *vrf) fallbackFor(ctx context.Context, f dataplane.Fallback, vlan int) (flow, error) {
+	port := f.OVSPortNumber
+	if port <= 0 {
+		info, err := v.d.bridgePort(ctx, f.OVSPortName)
+		if err != nil {
+			return flow{}, err
+		}
+		port = info.ofport
+	}
+	return fallbackFlow(v.d.opts, v.id, f.SrcMAC, f.DstMAC, port, vlan), nil
+}
+
+// SetupRemotePrefix implements dataplane.IPVPNInstance: the prefix's
+// select group gets a bucket for the next hop, and the first next hop also
+// adds the VRF flow to the group, in the same bundle. The VRF flow
+// decrements the TTL unless the prefix is inside the VRF's subnet. Repeating a
+// setup is a no-op; a setup for a known next hop with other encapsulations
+// replaces its bucket.
+func (v *vrf) SetupRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) error {
+	if err := v.begin(ctx, "SetupRemotePrefix"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	if err := v.setup(ctx, r); err != nil {
+		return v.fail(fmt.Errorf("route %s via %s label %d in %s: %w", r.Prefix, r.NextHop, r.Label, v.cfg.ExternalID, err))
+	}
+	return nil
+}
+
+func (v *vrf) setup(ctx context.Context, r dataplane.RemotePrefix) error {
+	if !r.Prefix.IsValid() || !r.Prefix.Addr().Is4() {
+		return errors.New("not an IPv4 prefix (IPv6 is not supported by this driver)")
+	}
+	if !r.NextHop.Is4() {
+		return errors.New("the next hop is not an IPv4 address")
+	}
+	p := r.Prefix.Masked()
+	actions, err := v.bucketActions(ctx, r)
+	if err != nil {
+		return err
+	}
+	rt := v.prefixes[p]
+	var hop *nextHop
+	if rt != nil {
+		for _, h := range rt.hops {
+			if h.pe == r.NextHop && h.label == r.Label {
+				hop = h
+			}
+		}
+		if hop != nil && hop.actions == actions {
+			return nil
+		}
+	}
+	var b bundle
+	var newGroup uint32
+	next := &route{}
+	if rt == nil {
+		if newGroup, err = v.d.allocGroup(); err != nil {
+			return err
+		}
+		next.group = newGroup
+		next.flow = prefixFlow(v.d.opts, v.id, p, newGroup, v.routed(p))
+	} else {
+		next.group, next.flow = rt.group, rt.flow
+		for _, h := range rt.hops {
+			c := *h
+			next.hops = append(next.hops, &c)
+		}
+	}
+	if hop != nil {
+		for _, h := range next.hops {
+			if h.pe == hop.pe && h.label == hop.label {
+				h.actions = actions
+			}
+		}
+	} else {
+		next.hops = append(next.hops, &nextHop{pe: r.NextHop, label: r.Label, bucket: freeBucket(next.hops, r.LBOrder), actions: actions})
+	}
+	b.setGroup(v.groupOf(next))
+	if rt == nil {
+		b.addFlow(next.flow)
+	}
+	if err := v.apply(ctx, &b); err != nil {
+		if rt == nil {
+			v.d.releaseGroups(newGroup)
+		}
+		return err
+	}
+	v.prefixes[p] = next
+	v.log.Debug("route installed", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label, "group", next.group, "next_hops", len(next.hops))
+	return nil
+}
+
+// groupOf is the select group of a route, buckets by id.
+func (v *vrf) groupOf(r *route) group {
+	hops := slices.SortedFunc(slices.Values(r.hops), func(a, b *nextHop) int { return cmp.Compare(a.bucket, b.bucket) })
+	g := group{id: r.group, props: selectionProps(v.d.opts)}
+	for _, h := range hops {
+		g.buckets = append(g.buckets, bucket{id: h.bucket, actions: h.actions})
+	}
+	return g
+}
+
+// freeBucket is the bucket id for a new next hop: its consistent-hash
+// order when free, else the lowest free id.
+func freeBucket(hops []*nextHop, hint uint32) uint32 {
+	used := make(map[uint32]bool, len(hops))
+	for _, h := range hops {
+		used[h.bucket] = true
+	}
+	if hint <= maxBucketID && !used[hint] {
+		return hint
+	}
+	var id uint32
+	for used[id] {
+		id++
+	}
+	return id
+}
+
+// routed says whether traffic to p crosses a routed hop (the TTL is
+// decremented): p is not inside the VRF's subnet, or the subnet is
+// unknown.
+func (v *vrf) routed(p netip.Prefix) bool {
+	return !v.subnet.IsValid() || !(p.Bits() >= v.subnet.Bits() && v.subnet.Contains(p.Addr()))
+}
+
+// bucketActions are what a bucket does with a packet for next hop r:
+// encapsulate, send.
+func (v *vrf) bucketActions(ctx context.Context, r dataplane.RemotePrefix) (string, error) {
+	tun := v.d.tunnels()
+	var parts []string
+	vxlan := v.d.opts.VXLANEncap && slices.Contains(r.Encaps, bgp.EncapVXLAN)
+	local := r.NextHop == v.d.local
+	switch {
+	case vxlan:
+		if r.Label > maxVNI {
+			return "", fmt.Errorf("VNI %d is not 24 bits", r.Label)
+		}
+		parts = append(parts, fmt.Sprintf("set_field:%#x->tun_id", r.Label))
+	default:
+		if r.Label > maxLabel {
+			return "", fmt.Errorf("label %d is not 20 bits", r.Label)
+		}
+		parts = append(parts, fmt.Sprintf("push_mpls:0x8847,set_field:%d->mpls_label", r.Label))
+	}
+	switch {
+	case local && vxlan:
+		// Back in as if received from the tunnel.
+		parts = append(parts, fmt.Sprintf("resubmit(%d,%d)", tun.vxlanPort, v.d.opts.EncapInTable()))
+	case local:
+		parts = append(parts, fmt.Sprintf("resubmit(%d,%d)", tun.mplsPort, v.d.opts.EncapInTable()))
+	case vxlan:
+		parts = append(parts, fmt.Sprintf("set_field:%s->tun_dst,output:%d", r.NextHop, tun.vxlanPort))
+	case v.d.opts.UseGRE():
+		parts = append(parts, fmt.Sprintf("set_field:%s->tun_dst,output:%d", r.NextHop, tun.mplsPort))
+	default:
+		mac, err := v.d.nb.resolve(ctx, r.NextHop)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, fmt.Sprintf("set_field:%s->eth_src,set_field:%s->eth_dst,output:%d", tun.mplsMAC, mac, tun.mplsPort))
+	}
+	return strings.Join(parts, ","), nil
+}
+
+// RemoveRemotePrefix implements dataplane.IPVPNInstance: the next hop's
+// bucket goes; with the last one, the group and the VRF flow go, in one
+// bundle. An unknown next hop is no error.
+func (v *vrf) RemoveRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) error {
+	if err := v.begin(ctx, "RemoveRemotePrefix"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	p := r.Prefix.Masked()
+	rt := v.prefixes[p]
+	if rt == nil {
+		v.log.Debug("removal of an unknown route", "prefix", r.Prefix.String(), "next_hop", r.NextHop, "label", r.Label)
+		return nil
+	}
+	rest := slices.DeleteFunc(slices.Clone(rt.hops), func(h *nextHop) bool { return h.pe == r.NextHop && h.label == r.Label })
+	if len(rest) == len(rt.hops) {
+		v.log.Debug("removal of an unknown next hop", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label)
+		return nil
+	}
+	var b bundle
+	next := &route{group: rt.group, flow: rt.flow, hops: rest}
+	if len(rest) == 0 {
+		b.delFlow(rt.flow)
+		b.delGroup(rt.group)
+	} else {
+		b.setGroup(v.groupOf(next))
+	}
+	if err := v.apply(ctx, &b); err != nil {
+		return v.fail(fmt.Errorf("remove route %s via %s label %d from %s: %w", p, r.NextHop, r.Label, v.cfg.ExternalID, err))
+	}
+	if len(rest) == 0 {
+		delete(v.prefixes, p)
+		v.d.releaseGroups(rt.group)
+	} else {
+		v.prefixes[p] = next
+	}
+	v.log.Debug("route removed", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label, "next_hops_left", len(rest))
+	return nil
+}
+
+// AddTrafficClassifier implements dataplane.IPVPNInstance: traffic of the
+// VRF matching c continues in VRF redirectTo (one flow per source ×
+// destination port block). Repeating it with another target replaces the
+// flows in one bundle.
+func (v *vrf) AddTrafficClassifier(ctx context.Context, c dataplane.Classifier, redirectTo uint32) error {
+	if err := v.begin(ctx, "AddTrafficClassifier"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	fail := func(err error) error {
+		return v.fail(fmt.Errorf("classifier %s to instance %d in %s: %w", c, redirectTo, v.cfg.ExternalID, err))
+	}
+	if redirectTo == v.id || redirectTo == 0 {
+		return fail(errors.New("a VRF cannot redirect to itself or to instance 0"))
+	}
+	flows, err := classifierFlows(v.d.opts, v.id, c, redirectTo)
+	if err != nil {
+		return fail(err)
+	}
+	old := v.classifiers[c]
+	if old != nil && old.to == redirectTo {
+		return nil
+	}
+	var b bundle
+	if old != nil {
+		keep := make(map[flowKey]bool, len(flows))
+		for _, f := range flows {
+			keep[f.key()] = true
+		}
+		for _, f := range old.flows {
+			if !keep[f.key()] {
+				b.delFlow(f)
+			}
+		}
+	}
+	for _, f := range flows {
+		b.addFlow(f)
+	}
+	if err := v.apply(ctx, &b); err != nil {
+		return fail(err)
+	}
+	v.classifiers[c] = &redirect{to: redirectTo, flows: flows}
+	return nil
+}
+
+// RemoveTrafficClassifier implements dataplane.IPVPNInstance.
+func (v *vrf) RemoveTrafficClassifier(ctx context.Context, c dataplane.Classifier) error {
+	if err := v.begin(ctx, "RemoveTrafficClassifier"); err != nil {
+		return err
+	}
+	defer v.mu.Unlock()
+	old := v.classifiers[c]
+	if old == nil {
+		return nil
+	}
+	var b bundle
+	for _, f := range old.flows {
+		b.delFlow(f)
+	}
+	if err := v.apply(ctx, &b); err != nil {
+		return v.fail(fmt.Errorf("remove classifier %s from %s: %w", c, v.cfg.ExternalID, err))
+	}
+	delete(v.classifiers, c)
+	return nil
+}
+
+// LookingGlass implements dataplane.Instance: the VRF's flows by table
+// (read from the bridge), its groups, ports and VLAN.
+func (v *vrf) LookingGlass() []dataplane.LGItem {
+	v.mu.Lock()
+	ports := map[string]any{}
+	for _, p := range v.ports {
+		ports[p.linuxif] = map[string]any{"port_name": p.name, "ofport": p.ofport, "added_by_driver": p.owned, "endpoints": p.endpoints}
+	}
+	groups := make([]uint32, 0, len(v.prefixes))
+	for _, r := range v.prefixes {
+		groups = append(groups, r.group)
+	}
+	slices.Sort(groups)
+	items := []dataplane.LGItem{
+		{Name: "cookie", Value: fmt.Sprintf("%#x", v.cookie)},
+		{Name: "ports", Value: ports},
+		{Name: "vlan", Value: v.vlan},
+		{Name: "groups", Value: groups},
+	}
+	if v.lastErr != "" {
+		items = append(items, dataplane.LGItem{Name: "last_error", Value: v.lastErr})
+	}
+	closed := v.closed
+	v.mu.Unlock()
+	if !closed {
+		items = append(items, dataplane.LGItem{Name: "flows", Value: v.d.flowsLG(v.cookie, ^uint64(0))})
+	}
+	return items
+}
+
+// state renders the flows and groups the VRF has installed, sorted, for
+// tests and debugging.
+func (v *vrf) state() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	add := func(f flow) { out = append(out, f.String()) }
+	for _, p := range v.ports {
+		if p.fromPort > 0 {
+			add(inputFlow(v.d.opts, v.id, "ip", p.ofport, v.vlan))
+			add(inputFlow(v.d.opts, v.id, "arp", p.ofport, v.vlan))
+		}
+	}
+	for _, u := range v.labels {
+		for _, f := range u.flows {
+			add(f)
+		}
+	}
+	if v.arp != nil {
+		add(*v.arp)
+	}
+	if v.fallbackFlow != nil {
+		add(*v.fallbackFlow)
+	}
+	for _, r := range v.prefixes {
+		add(r.flow)
+		out = append(out, v.groupOf(r).text())
+	}
+	for _, c := range v.classifiers {
+		for _, f := range c.flows {
+			add(f)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
