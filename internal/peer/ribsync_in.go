@@ -259,6 +259,13 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 		// went round a reflection loop.
 		in.withdrawAll = true
 		s.loopsIgnored.Add(1)
+	} else if s.asLoop(v.PathAttributes) {
+		// RFC 4271 §9.1.2: our AS on the AS_PATH means the route went
+		// round an AS loop, e.g. our own route sent back by an eBGP peer
+		// (FRR does so by default). Like the checks above, a withdraw,
+		// which also undoes an earlier loop-free version.
+		in.withdrawAll = true
+		s.loopsIgnored.Add(1)
 	}
 
 	for _, a := range v.PathAttributes {
@@ -290,6 +297,36 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 
 func isOriginatorID(a gb.PathAttributeInterface) bool {
 	return a.GetType() == gb.BGP_ATTR_TYPE_ORIGINATOR_ID
+}
+
+// asLoop says whether an UPDATE's AS_PATH holds our AS (RFC 4271 §9.1.2),
+// in any kind of segment. Without the 4-octet AS capability a local AS
+// above 65535 is AS_TRANS on AS_PATH and itself on AS4_PATH (RFC 6793
+// §4.2.2), so AS4_PATH is read too.
+func (s *ribSync) asLoop(attrs []gb.PathAttributeInterface) bool {
+	if s.neg.LocalAS == 0 {
+		return false
+	}
+	for _, a := range attrs {
+		switch p := a.(type) {
+		case *gb.PathAttributeAsPath:
+			for _, seg := range p.Value {
+				if slices.Contains(seg.GetAS(), s.neg.LocalAS) {
+					return true
+				}
+			}
+		case *gb.PathAttributeAs4Path:
+			if s.neg.AS4 {
+				continue // RFC 6793 §4.1: ignored between NEW speakers
+			}
+			for _, seg := range p.Value {
+				if slices.Contains(seg.AS, s.neg.LocalAS) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // clusterLoop says whether a reflected UPDATE carries our cluster id on
@@ -366,6 +403,15 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 		}
 	}
 	advertise := func(f bgp.Family, nlri gb.NLRI, nh netip.Addr) {
+		if nh.IsLinkLocalUnicast() {
+			// A link-local address is no tunnel endpoint (FRR sends its
+			// fe80:: as the global VPNv6 next hop unless a route map
+			// sets one): the route cannot be used, nor sent on.
+			s.log.Warn("UPDATE: NLRI with a link-local next hop treated as withdrawn", "family", bgp.FamilyName(f), "next_hop", nh.String())
+			withdraw(f, nlri)
+			nlriWithdrawn = true
+			return
+		}
 		if err := bgp.CheckLabels(nlri); err != nil {
 			// Could not be sent on unchanged: treat-as-withdraw for this
 			// NLRI alone (RFC 7606 §5.3).

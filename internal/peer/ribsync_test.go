@@ -808,3 +808,20 @@ func TestSyncedAfterEveryEndOfRIB(t *testing.T) {
 		t.Fatal("not synced after the RTC End-of-RIB")
 	}
 }
+
+// TestLinkLocalNextHopWithdrawn: a VPNv6 route whose next hop is link-local
+// (FRR's fe80:: when no route map sets a global one) is unusable as a
+// tunnel endpoint: treated as withdrawn, the rest of the UPDATE accepted.
+func TestLinkLocalNextHopWithdrawn(t *testing.T) {
+	w := newRIBFake()
+	s := newRIBSync(rsIBGP(bgp.FamilyVPNv6, bgp.FamilyVPNv4), w, rsLog(t))
+	r := rsVPN(t, "42.42.42.42:5", "2001:db8::21/128", 16, netip.Addr{}, nil)
+	mustReceive(t, s, rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyVPNv6, netip.MustParseAddr("fe80::1"), r.NLRI())}, rsPeerAttrs(rsRT1)...)...))
+	cs := w.changes()
+	if len(cs) != 1 || cs[0].Type != engine.Withdraw {
+		t.Fatalf("changes %v, want the route withdrawn", cs)
+	}
+	if st := s.stats(); st.TreatedAsWithdraw != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -71,7 +71,7 @@ func TestEVPNLinuxWithFRR(t *testing.T) {
 	bothWays := []pingPair{{top.vmA, vmFPfx.Addr()}, {top.vmF, vmAPfx.Addr()}}
 
 	var attachedAt time.Time
-	runPhases(t, top, []phase{
+	runPhases(t, top.start, []phase{
 		{"iBGP_session_with_FRR_established_on_both_sides", top.waitSession},
 		{"attach_our_VM_through_the_REST_API", func(t *testing.T) {
 			attachedAt = time.Now()
@@ -230,7 +230,7 @@ func TestEVPNLinuxWithFRRGateway(t *testing.T) {
 	vtepF := top.vtepF()
 	gwEntry := "mac " + sviMAC.String() + " " + sviPfx.Addr().String()
 
-	runPhases(t, top, []phase{
+	runPhases(t, top.start, []phase{
 		{"iBGP_session_with_FRR_established_on_both_sides", top.waitSession},
 		{"attach_our_VM_through_the_REST_API", func(t *testing.T) {
 			if err := top.a.api.Attach(ctx, top.attachRequest()); err != nil {

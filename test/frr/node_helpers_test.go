@@ -45,12 +45,20 @@ type ourNode struct {
 	api  *client.Client
 	// bgpPort is the port our BGP listener took (listen_port = 0).
 	bgpPort uint16
+	// ipvpn is the node's IP VPN dataplane, the dummy driver: what our
+	// VRFs asked it to program (see vpn_test.go).
+	ipvpn *dummy.Driver
 }
 
 // ourConf is the node's bgp.conf: FRR as a passive peer (FRR connects),
 // the Linux E-VPN driver with the host's fabric address as VTEP. The hold
-// time matches FRR's "timers bgp 3 9".
-func ourConf(local, frr netip.Addr) string {
+// time matches FRR's "timers bgp 3 9". bgpExtra are more lines for the
+// [BGP] section (e.g. "peer_as = ..." for an eBGP session).
+func ourConf(local, frr netip.Addr, bgpExtra ...string) string {
+	extra := ""
+	for _, l := range bgpExtra {
+		extra += l + "\n"
+	}
 	return fmt.Sprintf(`[BGP]
 local_address = %[1]s
 passive_peers = %[2]s
@@ -59,7 +67,7 @@ enable_rtc = True
 listen_port = 0
 hold_time = 9
 connect_retry = 1
-
+%[4]s
 [API]
 host = 127.0.0.1
 port = 0
@@ -69,17 +77,18 @@ dataplane_driver = linux
 
 [DATAPLANE_DRIVER_IPVPN]
 dataplane_driver = dummy
-`, local, frr, testAS)
+`, local, frr, testAS, extra)
 }
 
 // nodeStopTimeout bounds each step of our node's shutdown.
 const nodeStopTimeout = 15 * time.Second
 
 // startOurNode builds the node with the Linux E-VPN driver programming
-// host's namespace, runs it until the test's cleanup, and returns it.
-func startOurNode(t *testing.T, host *testnet.Host, frr netip.Addr) *ourNode {
+// host's namespace, runs it until the test's cleanup, and returns it;
+// bgpExtra are more [BGP] lines (see ourConf).
+func startOurNode(t *testing.T, host *testnet.Host, frr netip.Addr, bgpExtra ...string) *ourNode {
 	t.Helper()
-	cfg, err := config.Parse([]config.Source{{Name: "a/bgp.conf", Data: []byte(ourConf(host.Addr(), frr))}}, config.Options{})
+	cfg, err := config.Parse([]config.Source{{Name: "a/bgp.conf", Data: []byte(ourConf(host.Addr(), frr, bgpExtra...))}}, config.Options{})
 	if err != nil {
 		t.Fatalf("our node: configuration: %v", err)
 	}
@@ -127,7 +136,7 @@ func startOurNode(t *testing.T, host *testnet.Host, frr netip.Addr) *ourNode {
 	if err != nil {
 		t.Fatalf("our node: %v", err)
 	}
-	n := &ourNode{host: host, bgpPort: d.Speaker().ListenAddr().Port()}
+	n := &ourNode{host: host, bgpPort: d.Speaker().ListenAddr().Port(), ipvpn: ipvpn}
 
 	// The REST API listens on 127.0.0.1 inside the host: the client dials
 	// from there. Its own transport, so that its idle connections are
