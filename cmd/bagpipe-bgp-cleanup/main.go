@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/bagpipe-go/bagpipe/internal/cmdline"
@@ -27,12 +28,14 @@ const prog = "bagpipe-bgp-cleanup"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, drivers.New))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, drivers.NewPresent))
 }
 
-// newDriversFunc builds the drivers from the configuration: drivers.New,
-// which tests wrap to watch the drivers.
-type newDriversFunc func(*config.Config, func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error)
+// newDriversFunc builds the drivers from the configuration:
+// drivers.NewPresent (a dataplane absent from the host, such as an OVS
+// bridge never created, has nothing to clean), which tests wrap to watch
+// the drivers.
+type newDriversFunc func(*config.Config, func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, []*drivers.Absent, error)
 
 // cleanupOrder is the original's: E-VPN first, then IP-VPN.
 func cleanupOrder() []dataplane.VPNType { return []dataplane.VPNType{dataplane.EVPN, dataplane.IPVPN} }
@@ -79,13 +82,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, newDriver
 // cleanup resets every dataplane in order. A failure does not stop the
 // others from being reset: each one left clean is worth having.
 func cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger, newDrivers newDriversFunc) error {
-	dps, err := newDrivers(cfg, func(dataplane.VPNType) *slog.Logger { return log })
+	dps, absent, err := newDrivers(cfg, func(dataplane.VPNType) *slog.Logger { return log })
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, t := range cleanupOrder() {
 		d, ok := dps[t]
+		if i := slices.IndexFunc(absent, func(a *drivers.Absent) bool { return a.Type == t }); !ok && i >= 0 {
+			log.Info(fmt.Sprintf("Nothing to clean for %s: %v", t, absent[i].Err))
+			continue
+		}
 		if !ok {
 			errs = append(errs, fmt.Errorf("no %s dataplane driver", t))
 			continue

@@ -56,15 +56,15 @@ type journal struct {
 	fail  map[dataplane.VPNType]error // ResetState fails with it
 }
 
-func (j *journal) newDrivers(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
-	dps, err := drivers.New(cfg, logger)
+func (j *journal) newDrivers(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, []*drivers.Absent, error) {
+	dps, absent, err := drivers.NewPresent(cfg, logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for typ, d := range dps {
 		dd, ok := d.(*dummy.Driver)
 		if !ok {
-			return nil, fmt.Errorf("%s driver %T, want the dummy", typ, d)
+			return nil, nil, fmt.Errorf("%s driver %T, want the dummy", typ, d)
 		}
 		dd.SetFault(func(c dummy.Call) error {
 			j.mu.Lock()
@@ -76,7 +76,7 @@ func (j *journal) newDrivers(cfg *config.Config, logger func(dataplane.VPNType) 
 			return nil
 		})
 	}
-	return dps, nil
+	return dps, absent, nil
 }
 
 func (j *journal) get() []string {
@@ -214,22 +214,22 @@ func TestCleanup(t *testing.T) {
 
 func TestCommandLine(t *testing.T) {
 	var out bytes.Buffer
-	if code := run(t.Context(), []string{"--version"}, &out, io.Discard, drivers.New); code != 0 || !strings.HasPrefix(out.String(), "bagpipe-bgp-cleanup ") {
+	if code := run(t.Context(), []string{"--version"}, &out, io.Discard, drivers.NewPresent); code != 0 || !strings.HasPrefix(out.String(), "bagpipe-bgp-cleanup ") {
 		t.Errorf("--version: %d %q", code, out.String())
 	}
-	if code := run(t.Context(), []string{"--no-such-flag"}, io.Discard, io.Discard, drivers.New); code != 2 {
+	if code := run(t.Context(), []string{"--no-such-flag"}, io.Discard, io.Discard, drivers.NewPresent); code != 2 {
 		t.Errorf("unknown flag: exit %d, want 2", code)
 	}
-	if code := run(t.Context(), []string{"extra"}, io.Discard, io.Discard, drivers.New); code != 2 {
+	if code := run(t.Context(), []string{"extra"}, io.Discard, io.Discard, drivers.NewPresent); code != 2 {
 		t.Errorf("positional argument: exit %d, want 2", code)
 	}
 	var stderr bytes.Buffer
 	path := writeConf(t, "[BGP]\nlocal_address = 127.0.0.1\n")
-	if code := run(t.Context(), []string{"--config-file", path}, io.Discard, &stderr, drivers.New); code != 1 || !strings.Contains(stderr.String(), "my_as") {
+	if code := run(t.Context(), []string{"--config-file", path}, io.Discard, &stderr, drivers.NewPresent); code != 1 || !strings.Contains(stderr.String(), "my_as") {
 		t.Errorf("missing my_as: exit %d, stderr %q", code, stderr.String())
 	}
 	stderr.Reset()
-	if code := run(t.Context(), []string{"--config-file", filepath.Join(t.TempDir(), "absent.conf")}, io.Discard, &stderr, drivers.New); code != 1 {
+	if code := run(t.Context(), []string{"--config-file", filepath.Join(t.TempDir(), "absent.conf")}, io.Discard, &stderr, drivers.NewPresent); code != 1 {
 		t.Errorf("missing file: exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -5,6 +5,7 @@
 package drivers
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -33,6 +34,29 @@ func Section(t dataplane.VPNType) string {
 // naming another one is an error, so that a daemon stops at start rather
 // than failing every attach later. Building changes nothing on the host.
 func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
+	out, _, err := build(cfg, logger, false)
+	return out, err
+}
+
+// Absent is the error, for one VPN type, of a dataplane that does not exist
+// on the host (an OVS bridge that was never created).
+type Absent struct {
+	Type dataplane.VPNType
+	Err  error
+}
+
+func (a *Absent) Error() string { return fmt.Sprintf("[%s]: %v", Section(a.Type), a.Err) }
+func (a *Absent) Unwrap() error { return a.Err }
+
+// NewPresent is New for the cleanup tool: a driver whose dataplane does not
+// exist on the host (dataplanes §7: nothing to clean) is left out of the
+// map and reported in absent instead of failing the build.
+func NewPresent(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (drivers map[dataplane.VPNType]dataplane.Driver, absent []*Absent, err error) {
+	return build(cfg, logger, true)
+}
+
+func build(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger, allowAbsent bool) (map[dataplane.VPNType]dataplane.Driver, []*Absent, error) {
+	var absent []*Absent
 	sections := []struct {
 		typ dataplane.VPNType
 		dp  config.Dataplane
@@ -58,7 +82,7 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 		linuxEVPN := sec.typ == dataplane.EVPN && sec.dp.Driver == "linux"
 		ovsIPVPN := sec.typ == dataplane.IPVPN && sec.dp.Driver == "ovs"
 		if sec.dp.Driver != "dummy" && !linuxEVPN && !ovsIPVPN {
-			return nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", name, sec.dp.DriverOption)
+			return nil, nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", name, sec.dp.DriverOption)
 		}
 		// The driver shows its section, as the looking glass's config
 		// shows it.
@@ -70,7 +94,7 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 		if linuxEVPN {
 			opts, err := linux.ParseOptions(sec.dp.Options)
 			if err != nil {
-				return nil, fmt.Errorf("[%s]: %w", name, err)
+				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
 			}
 			d, err := linux.New(linux.Config{
 				LocalAddress: sec.dp.Address(cfg.BGP),
@@ -81,7 +105,7 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 				WaitForBGP: true,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("[%s]: %w", name, err)
+				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
 			}
 			out[sec.typ] = d
 			continue
@@ -89,7 +113,7 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 		if ovsIPVPN {
 			opts, err := ovs.ParseOptions(sec.dp.Options)
 			if err != nil {
-				return nil, fmt.Errorf("[%s]: %w", name, err)
+				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
 			}
 			d, err := ovs.New(ovs.Config{
 				LocalAddress: sec.dp.Address(cfg.BGP),
@@ -97,8 +121,12 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 				ConfigLG:     options,
 				Logger:       log,
 			})
+			if allowAbsent && errors.Is(err, ovs.ErrBridgeNotFound) {
+				absent = append(absent, &Absent{Type: sec.typ, Err: err})
+				continue
+			}
 			if err != nil {
-				return nil, fmt.Errorf("[%s]: %w", name, err)
+				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
 			}
 			out[sec.typ] = d
 			continue
@@ -110,10 +138,10 @@ func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[d
 			Logger:       log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("[%s]: %w", name, err)
+			return nil, nil, fmt.Errorf("[%s]: %w", name, err)
 		}
 		out[sec.typ] = d
 	}
 	built = true
-	return out, nil
+	return out, absent, nil
 }

@@ -37,6 +37,18 @@ func TestNewOVS(t *testing.T) {
 			t.Errorf("error %v", err)
 		}
 	})
+	t.Run("dataplanes_§7_no_bridge:_NewPresent_reports_it_absent", func(t *testing.T) {
+		dps, absent, err := NewPresent(parse(t, "[DATAPLANE_DRIVER_IPVPN]\ndataplane_driver = ovs\n"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := dps[dataplane.IPVPN]; ok || len(absent) != 1 || absent[0].Type != dataplane.IPVPN || !errors.Is(absent[0], ovs.ErrBridgeNotFound) {
+			t.Errorf("drivers %v, absent %v", dps, absent)
+		}
+		if _, ok := dps[dataplane.EVPN]; !ok {
+			t.Error("the E-VPN driver was left out too")
+		}
+	})
 	if err := o.AddBridge(t.Context(), "br-mpls"); err != nil {
 		t.Fatal(err)
 	}
