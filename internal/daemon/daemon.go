@@ -54,10 +54,12 @@ type Node struct {
 	closeTO time.Duration
 
 	drivers map[dataplane.VPNType]dataplane.Driver
-	sp      *speaker.Speaker
-	mgr     *vpn.Manager
-	srv     *api.Server
-	ln      net.Listener // the REST API's; Serve closes it
+	// ownDrivers: built from the configuration, closed with the node.
+	ownDrivers bool
+	sp         *speaker.Speaker
+	mgr        *vpn.Manager
+	srv        *api.Server
+	ln         net.Listener // the REST API's; Serve closes it
 
 	// used is set by the first Run or Close: a node runs at most once and
 	// its sockets are released once.
@@ -90,8 +92,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logrin
 		if err != nil {
 			return nil, err
 		}
-		n.drivers = dps
+		n.drivers, n.ownDrivers = dps, true
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeDrivers()
+		}
+	}()
 	sp, err := speaker.New(ctx, cfg.BGP, log)
 	if err != nil {
 		return nil, err
@@ -127,7 +135,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logrin
 		return nil, fmt.Errorf("REST API on %s: %w", apiAddr, err)
 	}
 	n.sp, n.mgr, n.srv, n.ln = sp, mgr, srv, ln
+	ok = true
 	return n, nil
+}
+
+// closeDrivers releases the drivers the node built (netlink sockets, the
+// OVS driver's helper process); injected ones belong to the caller.
+func (n *Node) closeDrivers() {
+	if !n.ownDrivers {
+		return
+	}
+	for _, d := range n.drivers {
+		if c, ok := d.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}
 }
 
 // Speaker is the node's BGP speaker (engine, peers, listener).
@@ -200,6 +222,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if mgrErr != nil {
 		mgrErr = fmt.Errorf("VPN instances: %w", mgrErr)
 	}
+	n.closeDrivers()
 	stopSpeaker()
 	if !spStopped {
 		spErr = <-spDone
@@ -247,6 +270,7 @@ func (n *Node) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), n.closeTO)
 	_ = n.mgr.Close(ctx)
 	cancel()
+	n.closeDrivers()
 	n.ln.Close()
 	n.sp.Close()
 }
