@@ -139,6 +139,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logrin
 	return n, nil
 }
 
+// resetDataplanes removes, after a clean stop of every instance, what the
+// drivers set up for all instances (the OVS driver's base flows and GRE
+// port): nothing the daemon added survives a clean stop. A dataplane no
+// instance ever used was never touched and is left alone.
+func (n *Node) resetDataplanes(ctx context.Context) {
+	for t, d := range n.mgr.Drivers() {
+		if l, ok := d.(*dataplane.Lazy); ok && !l.Initialized() {
+			continue
+		}
+		if err := d.ResetState(ctx); err != nil {
+			n.log.Warn("dataplane not cleaned up at stop", "vpn_type", string(t), "error", err)
+		}
+	}
+}
+
 // closeDrivers releases the drivers the node built (netlink sockets, the
 // OVS driver's helper process); injected ones belong to the caller.
 func (n *Node) closeDrivers() {
@@ -218,10 +233,12 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), n.closeTO)
 	mgrErr := n.mgr.Close(closeCtx)
-	cancelClose()
 	if mgrErr != nil {
 		mgrErr = fmt.Errorf("VPN instances: %w", mgrErr)
+	} else {
+		n.resetDataplanes(closeCtx)
 	}
+	cancelClose()
 	n.closeDrivers()
 	stopSpeaker()
 	if !spStopped {

@@ -3,7 +3,8 @@
 // Package testnode runs whole bagpipe-bgp nodes (internal/daemon) inside
 // the calling process, for the end-to-end tests and bench-evpn: a node is
 // built from bgp.conf text as cmd/bagpipe-bgp builds it, optionally with
-// the Linux E-VPN driver programming a testnet host's namespace, and runs
+// the Linux E-VPN driver programming a testnet host's namespace or the
+// Open vSwitch IP-VPN driver programming a testnet host's OVS, and runs
 // until the caller's clean-up stops it, waiting for the stop, bounded.
 //
 // The node's control plane (BGP, REST API) stays in the caller's network
@@ -26,6 +27,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/dataplane"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/dummy"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/linux"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/ovs"
 	"github.com/bagpipe-go/bagpipe/internal/logring"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
@@ -45,6 +47,14 @@ type Options struct {
 	// namespace and its IP VPN driver the dummy one, whatever bgp.conf
 	// names. When nil, the drivers are those bgp.conf names.
 	Host *testnet.Host
+	// OVS, when set, is the testnet Open vSwitch (one per host) the node's
+	// IP VPN dataplane programs: its IP VPN driver is the OVS one, with
+	// the options of bgp.conf's [DATAPLANE_DRIVER_IPVPN] (whatever driver
+	// it names), reaching that instance's database and bridge sockets
+	// rather than the system's, its kernel lookups in the OVS's host
+	// namespace. The bridge (ovs_bridge) must exist. The E-VPN driver is
+	// then the Linux one if Host is set, else the dummy one.
+	OVS *testnet.OVS
 	// Log receives the node's records, each with node=<name>, besides the
 	// looking glass's buffer of warnings; nil discards them.
 	Log slog.Handler
@@ -77,6 +87,11 @@ func Start(ctx context.Context, c Cleaner, name, conf string, opts Options) (*da
 	dopts := daemon.Options{Version: opts.Version, CloseTimeout: opts.CloseTimeout}
 	if opts.Host != nil {
 		if dopts.Drivers, err = linuxDrivers(c, cfg, opts.Host, log); err != nil {
+			return nil, fmt.Errorf("node %s: %w", name, err)
+		}
+	}
+	if opts.OVS != nil {
+		if dopts.Drivers, err = ovsDrivers(c, cfg, opts.OVS, dopts.Drivers, log); err != nil {
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
 	}
@@ -134,4 +149,47 @@ func linuxDrivers(c Cleaner, cfg *config.Config, host *testnet.Host, log *slog.L
 		return nil, fmt.Errorf("dummy IP VPN driver: %w", err)
 	}
 	return map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: evpn, dataplane.IPVPN: ipvpn}, nil
+}
+
+// ovsDrivers are drivers (those of Host, or nil) with the IP VPN driver
+// replaced by the Open vSwitch one bound to o, configured from cfg's IP VPN
+// section and closed by c's clean-up; without an E-VPN driver in drivers,
+// the dummy one.
+func ovsDrivers(c Cleaner, cfg *config.Config, o *testnet.OVS, drivers map[dataplane.VPNType]dataplane.Driver, log *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
+	opts, err := ovs.ParseOptions(cfg.IPVPN.Options)
+	if err != nil {
+		return nil, fmt.Errorf("OVS IP VPN driver options: %w", err)
+	}
+	out := map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: drivers[dataplane.EVPN]}
+	if out[dataplane.EVPN] == nil {
+		if out[dataplane.EVPN], err = dummy.New(dummy.Config{Type: dataplane.EVPN, LocalAddress: cfg.EVPN.Address(cfg.BGP)}); err != nil {
+			return nil, fmt.Errorf("dummy E-VPN driver: %w", err)
+		}
+	}
+	ns, err := netns.GetFromPath(o.Host().Path())
+	if err != nil {
+		return nil, fmt.Errorf("namespace of host %s: %w", o.Host().Name(), err)
+	}
+	// The driver opens its netlink socket in the namespace on first use:
+	// the descriptor stays open until the driver is closed (clean-ups run
+	// last registered first).
+	c.Cleanup(func() { _ = ns.Close() })
+	lg, _ := cfg.LookingGlass()["DATAPLANE_DRIVER_IPVPN"].(map[string]any)
+	ipvpn, err := ovs.New(ovs.Config{
+		LocalAddress:   cfg.IPVPN.Address(cfg.BGP),
+		Options:        opts,
+		DB:             "unix:" + o.DBSocket(),
+		OpenFlowTarget: "unix:" + o.MgmtSocket(opts.Bridge),
+		Netns:          &ns,
+		ConfigLG:       lg,
+		Logger:         log.With(api.LoggerKey, "dataplane.ipvpn"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("OVS IP VPN driver: %w", err)
+	}
+	// Registered before the node's stop, so it runs after it: the stopping
+	// VPN manager removes its VRFs' flows through the driver.
+	c.Cleanup(ipvpn.Close)
+	out[dataplane.IPVPN] = ipvpn
+	return out, nil
 }
