@@ -374,6 +374,9 @@ type vrfWant struct {
 	remote map[netip.Prefix][]hop
 	// gre is the ofport of the GRE tunnel port.
 	gre int
+	// extra are further flows of the VRF, as bridgeState shows them
+	// (FlowSpec redirections, say).
+	extra []string
 }
 
 // flows is the exact flow set of the VRF as bridgeState shows it
@@ -402,17 +405,23 @@ func (w vrfWant) flows() []string {
 			buckets = append(buckets, fmt.Sprintf("push_mpls:0x8847,set_field:%d->mpls_label,set_field:%s->tun_dst,output:%d", h.label, h.pe, w.gre))
 		}
 		slices.Sort(buckets)
-		dst := p.Addr().String()
-		if p.Bits() != 32 {
-			dst = p.String()
+		// A host route shows its address, a default route no nw_dst.
+		dst := ",nw_dst=" + p.Addr().String()
+		switch p.Bits() {
+		case 0:
+			dst = ""
+		case 32:
+		default:
+			dst = ",nw_dst=" + p.String()
 		}
 		decTTL := ""
 		if !w.subnet.Contains(p.Addr()) || p.Bits() < w.subnet.Bits() {
 			decTTL = "dec_ttl,"
 		}
-		out = append(out, fmt.Sprintf("table=%d,priority=%d,ip,reg0=%s,nw_dst=%s actions=%sgroup{select,selection_method=dp_hash: %s}",
+		out = append(out, fmt.Sprintf("table=%d,priority=%d,ip,reg0=%s%s actions=%sgroup{select,selection_method=dp_hash: %s}",
 			ovsVRFTable, ovs.DefaultPriority-(128-p.Bits()), reg, dst, decTTL, strings.Join(buckets, " | ")))
 	}
+	out = append(out, w.extra...)
 	slices.Sort(out)
 	return out
 }
