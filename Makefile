@@ -11,7 +11,7 @@ FUZZTIME    ?= 2m
 # Whole `go test` run; `make test` must stay under 30 minutes on 2 cores.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run demo bench-bgp bench-evpn clean
+.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run demo bench-bgp bench-evpn bench-ovs clean
 
 test: deps fmt-check vet staticcheck fuzz-ci unit
 
@@ -58,6 +58,11 @@ bench-bgp: deps
 # FDB latency, 1,000-port convergence. Needs root (network namespaces).
 bench-evpn:
 	$(GO) run ./cmd/bench-evpn $(BENCH_FLAGS)
+
+# OVS IP-VPN dataplane: 10,000 remote prefixes through the driver vs one raw
+# ovs-ofctl bundle, attach → remote flow latency. Needs root and Open vSwitch.
+bench-ovs: deps
+	$(GO) run ./cmd/bench-ovs $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

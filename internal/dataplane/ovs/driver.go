@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -71,6 +70,10 @@ type Config struct {
 	// VsctlPath and OfctlPath are the programs; empty means ovs-vsctl and
 	// ovs-ofctl from PATH.
 	VsctlPath, OfctlPath string
+	// OfctlOnly sends every change through ovs-ofctl, as the driver did
+	// before it kept an OpenFlow connection of its own (for comparisons;
+	// a target that is not a unix socket is always served so).
+	OfctlOnly bool
 	// Netns is the network namespace ovs-vswitchd runs in, where the
 	// bridge's own interface is: bare MPLS resolves next-hop MACs there
 	// and ovsbr_interfaces_mtu sets MTUs there. Nil means the caller's.
@@ -81,6 +84,13 @@ type Config struct {
 	// Logger receives state changes (Info) and per-flow detail (Debug);
 	// nil discards them.
 	Logger *slog.Logger
+	// Applied, when set, is called for each remote-route change the
+	// driver's writer has sent to OVS, once ovs-ofctl has returned (OVS
+	// has then committed the bundle, or refused it: RouteApplied.Err),
+	// from the writer's goroutine: it must return quickly and not call the
+	// driver. Benchmarks and tests time route programming with it; a
+	// dump-flows poll costs an ovs-ofctl run (several ms) per look.
+	Applied func(RouteApplied)
 }
 
 // Driver is the IP-VPN MPLS driver over Open vSwitch. Safe for concurrent
@@ -112,6 +122,10 @@ type Driver struct {
 	// live are the instances not cleaned up, by internal id.
 	live    map[uint32]*vrf
 	lastErr string
+
+	// w writes the remote routes (writer.go); applied is Config.Applied.
+	w       writer
+	applied func(RouteApplied)
 }
 
 var _ dataplane.Driver = (*Driver)(nil)
@@ -142,9 +156,11 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ovs IP-VPN dataplane: %w", err)
 	}
-	d := newDriver(cfg,
-		&vsctl{bin: vsctlBin, db: cfg.DB, bridgeName: cfg.Options.Bridge, timeout: vsctlTimeout},
-		&ofctl{bin: ofctlBin, target: target, timeout: ofctlTimeout}, nb)
+	var of openflow = &ofctl{bin: ofctlBin, target: target, timeout: ofctlTimeout}
+	if path := mgmtSocket(target); path != "" && !cfg.OfctlOnly {
+		of = &ofNative{path: path, fb: of.(*ofctl), timeout: ofctlTimeout, log: discardIfNil(cfg.Logger)}
+	}
+	d := newDriver(cfg, &vsctl{bin: vsctlBin, db: cfg.DB, bridgeName: cfg.Options.Bridge, timeout: vsctlTimeout}, of, nb)
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, ofctlBin, "--version").Output(); err == nil {
@@ -157,28 +173,35 @@ func New(cfg Config) (*Driver, error) {
 	return d, nil
 }
 
+func discardIfNil(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}
+
 // newDriver assembles a driver around its OVS access (tests give fakes).
 func newDriver(cfg Config, db database, of openflow, nb neighbours) *Driver {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	log := discardIfNil(cfg.Logger)
 	cfgLG := maps.Clone(cfg.ConfigLG)
 	if cfgLG == nil {
 		cfgLG = map[string]any{"dataplane_driver": "ovs", OptBridge: cfg.Options.Bridge}
 	}
-	return &Driver{
-		local:  cfg.LocalAddress,
-		opts:   cfg.Options,
-		cfgLG:  cfgLG,
-		kernel: dataplane.KernelRelease(),
-		log:    log.With("vpn_type", string(dataplane.IPVPN)),
-		db:     db,
-		of:     of,
-		nb:     nb,
-		groups: make(map[uint32]struct{}),
-		live:   make(map[uint32]*vrf),
+	d := &Driver{
+		local:   cfg.LocalAddress,
+		opts:    cfg.Options,
+		cfgLG:   cfgLG,
+		kernel:  dataplane.KernelRelease(),
+		log:     log.With("vpn_type", string(dataplane.IPVPN)),
+		db:      db,
+		of:      of,
+		nb:      nb,
+		groups:  make(map[uint32]struct{}),
+		live:    make(map[uint32]*vrf),
+		applied: cfg.Applied,
 	}
+	d.w.init()
+	return d
 }
 
 func lookPath(path, def string) (string, error) {
@@ -225,9 +248,12 @@ func (d *Driver) check(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the driver's helper process; the dataplane stays as it is.
-// Instances must not be used afterwards. Idempotent.
+// Close stops the driver's route writer (a bundle it is sending is
+// finished first; route changes not taken yet are dropped: use Cleanup, or
+// Flush, before) and its helper process; the dataplane stays as it is.
+// Instances fail every call afterwards. Idempotent.
 func (d *Driver) Close() {
+	d.stopWriter()
 	d.of.close()
 	d.nb.close()
 }
@@ -273,6 +299,47 @@ func (d *Driver) failLocked(err error) error {
 // the driver's owner mark (tunnel ports included; Initialize re-creates
 // them). Nothing to do, and no error, when the bridge does not exist.
 func (d *Driver) ResetState(ctx context.Context) error {
+	// The writer must not send a route change during the reset, nor one
+	// taken before it afterwards: it is paused, and a batch under way is
+	// waited for.
+	d.w.mu.Lock()
+	d.w.paused++
+	d.w.mu.Unlock()
+	defer func() {
+		d.w.mu.Lock()
+		d.w.paused--
+		d.w.mu.Unlock()
+		select {
+		case d.w.kick <- struct{}{}:
+		default:
+		}
+	}()
+	err := d.waitFor(ctx, func() (bool, error) {
+		d.w.mu.Lock()
+		defer d.w.mu.Unlock()
+		return !d.w.busy, nil
+	})
+	if err != nil {
+		return fmt.Errorf("reset ovs IP-VPN dataplane: %w", err)
+	}
+	if err := d.reset(ctx); err != nil {
+		return err
+	}
+	// Instances still alive (the daemon resets before the first one; this
+	// is for other callers) have lost their routes on the bridge.
+	d.mu.Lock()
+	live := slices.Collect(maps.Values(d.live))
+	d.mu.Unlock()
+	for _, v := range live {
+		v.mu.Lock()
+		v.dropRoutesLocked()
+		v.mu.Unlock()
+	}
+	d.w.notify()
+	return nil
+}
+
+func (d *Driver) reset(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ready = false
@@ -297,9 +364,9 @@ func (d *Driver) ResetState(ctx context.Context) error {
 	if err := d.of.bundle(ctx, b.lines()); err != nil {
 		return d.failLocked(fmt.Errorf("reset ovs IP-VPN dataplane: %w", err))
 	}
-	for _, id := range ids {
-		delete(d.groups, id)
-	}
+	// Group ids stay allocated to the routes that hold them until these
+	// let them go (ResetState, above): freeing them here could hand one
+	// out twice.
 	ports, err := d.db.ownedPorts(ctx)
 	if err != nil {
 		return d.failLocked(fmt.Errorf("reset ovs IP-VPN dataplane: list ports: %w", err))
@@ -564,6 +631,14 @@ func (d *Driver) LookingGlass() dataplane.DriverInfo {
 		extra = append(extra, dataplane.LGItem{Name: "last_error", Value: d.lastErr})
 	}
 	d.mu.Unlock()
+	d.w.mu.Lock()
+	extra = append(extra, dataplane.LGItem{Name: "route_writer", Value: map[string]any{
+		"bundles":          d.w.batches,
+		"route_changes":    d.w.changes,
+		"refused":          d.w.failed,
+		"instances_queued": len(d.w.queue),
+	}})
+	d.w.mu.Unlock()
 	extra = append(extra, dataplane.LGItem{Name: "flows", Value: d.flowsLG(CookieTag, CookieMask)})
 	return dataplane.DriverInfo{
 		Name:            Name,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -50,13 +51,21 @@ type rig struct {
 	nb  *fakeNeighbours
 	vm1 int
 	gre int
+	// blockers counts the routes occupy added.
+	blockers int
 }
 
 func newRig(t *testing.T, opts Options) *rig {
 	t.Helper()
+	return newRigConfig(t, Config{LocalAddress: local, Options: opts})
+}
+
+// newRigConfig is newRig with the driver's Config (fakes as usual).
+func newRigConfig(t *testing.T, cfg Config) *rig {
+	t.Helper()
 	r := &rig{t: t, db: newFakeDB(), of: newFakeOF(), nb: &fakeNeighbours{}}
 	r.vm1 = r.db.addPort("vm1")
-	r.d = newDriver(Config{LocalAddress: local, Options: opts}, r.db, r.of, r.nb)
+	r.d = newDriver(cfg, r.db, r.of, r.nb)
 	t.Cleanup(r.d.Close)
 	if err := r.d.ResetState(t.Context()); err != nil {
 		t.Fatal(err)
@@ -64,7 +73,7 @@ func newRig(t *testing.T, opts Options) *rig {
 	if err := r.d.Initialize(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := r.db.ports[opts.GRETunnel]; ok {
+	if p, ok := r.db.ports[cfg.Options.GRETunnel]; ok {
 		r.gre = p.ofport
 	}
 	r.of.took()
@@ -84,6 +93,22 @@ func (r *rig) vrf(id uint32) *vrf {
 
 // bundles returns the lines of the bundles sent since the last call.
 func (r *rig) bundles() [][]string { return r.of.took() }
+
+// flush waits until the route writer has sent every route change made so
+// far (bounded).
+func (r *rig) flush() {
+	r.t.Helper()
+	flush(r.t, r.d)
+}
+
+func flush(t testing.TB, d *Driver) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := d.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
 
 func port(mac net.HardwareAddr, ip netip.Addr, linuxif string, label uint32, dir dataplane.Direction) dataplane.Port {
 	return dataplane.Port{MAC: mac, IP: ip, LocalPort: dataplane.LocalPort{LinuxIf: linuxif}, Label: label, Direction: dir}
@@ -444,6 +469,7 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		g := GroupBase
 		check(t, "bundle", one(t, r.bundles()), []string{
 			fmt.Sprintf("group add_or_mod group_id=%d,type=select,selection_method=dp_hash,bucket=bucket_id:0,actions=push_mpls:0x8847,set_field:17->mpls_label,set_field:192.0.2.2->tun_dst,output:%d", g, r.gre),
@@ -453,6 +479,7 @@ func TestRoutes(t *testing.T) {
 			if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 3)); err != nil {
 				t.Fatal(err)
 			}
+			r.flush()
 			if b := r.bundles(); len(b) != 0 {
 				t.Errorf("repeated setup sent %q", b)
 			}
@@ -464,6 +491,7 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(netip.MustParsePrefix("198.51.100.5/32"), pe2, 18, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		check(t, "bundle", one(t, r.bundles()), []string{
 			fmt.Sprintf("group add_or_mod group_id=%d,type=select,selection_method=dp_hash,bucket=bucket_id:0,actions=push_mpls:0x8847,set_field:18->mpls_label,set_field:192.0.2.2->tun_dst,output:%d", GroupBase, r.gre),
 			fmt.Sprintf("flow add table=2,cookie=0xba6f000000000007,priority=36768,ip,reg0=0x7,nw_dst=198.51.100.5 actions=group:%d", GroupBase),
@@ -479,6 +507,7 @@ func TestRoutes(t *testing.T) {
 		if err := inst.(*vrf).SetupRemotePrefix(t.Context(), prefixRoute(netip.MustParsePrefix("198.51.100.5/32"), pe2, 18, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		lines := one(t, r.bundles())
 		if !strings.HasSuffix(lines[1], fmt.Sprintf("nw_dst=198.51.100.5 actions=dec_ttl,group:%d", GroupBase)) || strings.Contains(lines[0], "dec_ttl") {
 			t.Errorf("dec_ttl not (only) in the VRF flow: %q", lines)
@@ -490,6 +519,7 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(netip.MustParsePrefix("0.0.0.0/0"), pe2, 19, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		lines := one(t, r.bundles())
 		if want := fmt.Sprintf("flow add table=2,cookie=0xba6f000000000007,priority=36736,ip,reg0=0x7 actions=dec_ttl,group:%d", GroupBase); lines[1] != want {
 			t.Errorf("got  %s\nwant %s", lines[1], want)
@@ -508,6 +538,7 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(ctx, prefixRoute(remote, pe3, 19, 1)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		b2 := fmt.Sprintf("bucket=bucket_id:0,actions=push_mpls:0x8847,set_field:17->mpls_label,set_field:192.0.2.2->tun_dst,output:%d", r.gre)
 		b3 := fmt.Sprintf("bucket=bucket_id:1,actions=push_mpls:0x8847,set_field:19->mpls_label,set_field:192.0.2.3->tun_dst,output:%d", r.gre)
 		head := fmt.Sprintf("group_id=%d,type=select,selection_method=dp_hash", GroupBase)
@@ -518,11 +549,13 @@ func TestRoutes(t *testing.T) {
 		if err := v.RemoveRemotePrefix(ctx, prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		check(t, "groups after removing .2", r.of.groupLines(), []string{head + "," + b3})
 		r.bundles()
 		if err := v.RemoveRemotePrefix(ctx, prefixRoute(remote, pe3, 19, 1)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		check(t, "bundle removing the last next hop", one(t, r.bundles()), []string{
 			"flow delete_strict table=2,cookie=0xba6f000000000007/-1,priority=36760,ip,reg0=0x7,nw_dst=203.0.113.0/24",
 			fmt.Sprintf("group delete group_id=%d", GroupBase),
@@ -534,7 +567,8 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(ctx, prefixRoute(netip.MustParsePrefix("203.0.113.128/25"), pe2, 21, 0)); err != nil {
 			t.Fatal(err)
 		}
-		if len(r.d.groups) != 1 {
+		r.flush()
+		if len(r.d.groups) != 1 || len(r.of.groupLines()) != 1 {
 			t.Errorf("groups in use %v", r.d.groups)
 		}
 	})
@@ -550,6 +584,7 @@ func TestRoutes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		r.flush()
 		g := r.of.groupLines()[0]
 		for _, want := range []string{"bucket_id:5,actions=push_mpls:0x8847,set_field:17", "bucket_id:0,actions=push_mpls:0x8847,set_field:18", "bucket_id:1,actions=push_mpls:0x8847,set_field:19"} {
 			if !strings.Contains(g, want) {
@@ -566,10 +601,12 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		r.bundles()
 		if err := v.RemoveRemotePrefix(t.Context(), prefixRoute(remote, pe2, 99, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		if b := r.bundles(); len(b) != 0 {
 			t.Errorf("sent %q", b)
 		}
@@ -580,26 +617,40 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(netip.MustParsePrefix("203.0.113.64/26"), local, 16, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		if g := r.of.groupLines()[0]; !strings.HasSuffix(g, fmt.Sprintf("actions=push_mpls:0x8847,set_field:16->mpls_label,resubmit(%d,1)", r.gre)) {
 			t.Errorf("group %s", g)
 		}
 	})
-	t.Run("a_failed_bundle_leaves_no_state_and_frees_the_group_id", func(t *testing.T) {
+	t.Run("a_change_OVS_refuses_leaves_no_state,_frees_the_group_id_and_shows_in_the_looking_glass", func(t *testing.T) {
 		r := newRig(t, DefaultOptions())
 		v := r.vrf(7)
-		r.of.fail = func([]string) error { return errors.New("injected") }
-		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err == nil {
-			t.Fatal("no error")
+		r.of.fail = func([]string) error { return errors.New("ovs-ofctl bundle: OFPBAC_BAD_OUT_GROUP injected") }
+		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
+			t.Fatalf("the call failed, not the write: %v", err)
 		}
+		r.flush()
 		r.of.fail = nil
-		if len(r.d.groups) != 0 || len(v.prefixes) != 0 {
-			t.Errorf("state after failure: groups %v prefixes %v", r.d.groups, v.prefixes)
+		if len(r.d.groups) != 0 || len(v.prefixes) != 0 || len(v.installed) != 0 {
+			t.Errorf("state after failure: groups %v prefixes %v installed %v", r.d.groups, v.prefixes, v.installed)
 		}
+		lg := lgItems(v.LookingGlass())
+		if e, _ := lg["last_error"].(string); !strings.Contains(e, "route 203.0.113.0/24 in net7: ovs-ofctl bundle: OFPBAC_BAD_OUT_GROUP injected") {
+			t.Errorf("last_error %q", e)
+		}
+		if routes := lg["routes"].(map[string]any); fmt.Sprint(routes["refused"]) != "[203.0.113.0/24]" || routes["installed"] != 0 {
+			t.Errorf("looking glass routes %v", routes)
+		}
+		// BGP announces it again: the whole prefix is written.
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		if len(one(t, r.bundles())) != 2 {
 			t.Error("retry did not install group and flow")
+		}
+		if routes := lgItems(v.LookingGlass())["routes"].(map[string]any); fmt.Sprint(routes["refused"]) != "[]" || routes["installed"] != 1 {
+			t.Errorf("looking glass routes after the retry %v", routes)
 		}
 	})
 	t.Run("hash_options", func(t *testing.T) {
@@ -610,6 +661,7 @@ func TestRoutes(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		if g := r.of.groupLines()[0]; !strings.Contains(g, ",type=select,selection_method=hash,selection_method_param=5,fields(ip_src,ip_dst),bucket=") {
 			t.Errorf("group %s", g)
 		}
@@ -631,6 +683,15 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("bad routes sent %q", b)
 		}
 	})
+}
+
+// lgItems indexes looking-glass items by name.
+func lgItems(items []dataplane.LGItem) map[string]any {
+	m := map[string]any{}
+	for _, it := range items {
+		m[it.Name] = it.Value
+	}
+	return m
 }
 
 func countLines(lines []string, sub string) int {
@@ -826,6 +887,7 @@ func TestVXLAN(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0, bgp.EncapVXLAN)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		if g := r.of.groupLines()[0]; !strings.HasSuffix(g, fmt.Sprintf("actions=set_field:0x11->tun_id,set_field:192.0.2.2->tun_dst,output:%d", vx.ofport)) {
 			t.Errorf("group %s", g)
 		}
@@ -833,6 +895,7 @@ func TestVXLAN(t *testing.T) {
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0, bgp.EncapGRE)); err != nil {
 			t.Fatal(err)
 		}
+		r.flush()
 		if g := r.of.groupLines()[0]; !strings.Contains(g, "bucket=bucket_id:0,actions=push_mpls") || strings.Count(g, "bucket=") != 1 {
 			t.Errorf("group %s", g)
 		}
@@ -846,6 +909,7 @@ func TestBareMPLS(t *testing.T) {
 	eth1 := db.addPort("eth1")
 	nb := &fakeNeighbours{macs: map[netip.Addr]net.HardwareAddr{pe2: mustMAC("02:00:00:00:0c:02")}}
 	d := newDriver(Config{LocalAddress: local, Options: o}, db, of, nb)
+	t.Cleanup(d.Close)
 	if err := d.check(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -866,6 +930,7 @@ func TestBareMPLS(t *testing.T) {
 	if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0, bgp.EncapMPLS)); err != nil {
 		t.Fatal(err)
 	}
+	flush(t, d)
 	want := fmt.Sprintf("actions=push_mpls:0x8847,set_field:17->mpls_label,set_field:%s->eth_src,set_field:02:00:00:00:0c:02->eth_dst,output:%d", db.ports["eth1"].mac, eth1)
 	if g := of.groupLines()[0]; !strings.HasSuffix(g, want) {
 		t.Errorf("group %s\nwant suffix %s", g, want)
@@ -902,6 +967,7 @@ func TestCleanupAndReset(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		r.flush()
 		return r, v7, v8
 	}
 	t.Run("dataplanes_§9_#42_VRF_cleanup_removes_its_flows,_groups_and_ports_only", func(t *testing.T) {
@@ -1061,6 +1127,7 @@ func TestConcurrentVRFs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	r.flush()
 	if n := len(r.of.groupLines()); n != 100 || len(r.d.groups) != 100 {
 		t.Errorf("%d groups on the bridge, %d in use, want 100", n, len(r.d.groups))
 	}

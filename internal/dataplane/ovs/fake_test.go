@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // fakeDB is an in-memory OVS database for unit tests: one bridge, ports
@@ -135,10 +137,52 @@ type fakeOF struct {
 	// fail, when set, decides whether a bundle fails.
 	fail   func(lines []string) error
 	closed bool
+	// attempts counts the bundles asked for, failed ones included.
+	attempts int
+	// armed: the next bundle call waits until held is closed; entered
+	// receives a value when it does.
+	armed   bool
+	held    chan struct{}
+	entered chan struct{}
+}
+
+// hold makes the next bundle call wait until release (which t's clean-up
+// calls, so that a failed test does not leave it waiting); entered then
+// reports that it waits.
+func (o *fakeOF) hold(t testing.TB) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.armed = true
+	o.held = make(chan struct{})
+	o.entered = make(chan struct{}, 1)
+	t.Cleanup(o.release)
+}
+
+// waitHeld waits (bounded) until a bundle call is held.
+func (o *fakeOF) waitHeld(t testing.TB) {
+	t.Helper()
+	o.mu.Lock()
+	entered := o.entered
+	o.mu.Unlock()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no bundle call held")
+	}
 }
 
 func newFakeOF() *fakeOF {
 	return &fakeOF{flows: map[flowKey]flow{}, groups: map[uint32]string{}}
+}
+
+// release lets the held bundle call go on.
+func (o *fakeOF) release() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.held != nil {
+		close(o.held)
+		o.held = nil
+	}
 }
 
 func (o *fakeOF) bundle(ctx context.Context, lines []string) error {
@@ -146,6 +190,15 @@ func (o *fakeOF) bundle(ctx context.Context, lines []string) error {
 		return nil
 	}
 	o.mu.Lock()
+	o.attempts++
+	if o.armed {
+		o.armed = false // only one call is held
+		held, entered := o.held, o.entered
+		o.mu.Unlock()
+		entered <- struct{}{}
+		<-held
+		o.mu.Lock()
+	}
 	defer o.mu.Unlock()
 	if o.fail != nil {
 		if err := o.fail(lines); err != nil {

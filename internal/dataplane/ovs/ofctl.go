@@ -37,7 +37,10 @@ type openflow interface {
 //   - A warm spare: the next ovs-ofctl process is started as soon as one
 //     run ends. ovs-ofctl reads all of stdin before it connects to the
 //     switch, so the spare waits, already loaded, for the next change;
-//     that saves the process start-up (most of a run's time).
+//     that saves the process start-up (most of a run's time). The spare
+//     is started by a goroutine of its own after the run's results are
+//     out, so that no caller waits for it; a run that needs it while it
+//     starts waits for that start rather than begin another.
 type ofctl struct {
 	bin    string
 	target string
@@ -48,13 +51,19 @@ type ofctl struct {
 	// runs counts the ovs-ofctl bundle runs.
 	runs atomic.Int64
 
+	// starters counts the goroutines starting a spare (close waits).
+	starters sync.WaitGroup
+
 	mu sync.Mutex // guards the following
 	// queue are the changes waiting for the next run; running says
 	// whether a caller is sending runs (it sends the queue too).
 	queue   []*change
 	running bool
 	spare   *spareProc
-	closed  bool
+	// starting is closed when the spare being started is ready (or its
+	// start failed); nil when none is starting.
+	starting chan struct{}
+	closed   bool
 }
 
 // change is one caller's bundle.
@@ -132,10 +141,7 @@ func (o *ofctl) send(batch []*change) {
 func (o *ofctl) run(lines []string) error {
 	o.runs.Add(1)
 	input := strings.Join(lines, "\n") + "\n"
-	o.mu.Lock()
-	sp := o.spare
-	o.spare = nil
-	o.mu.Unlock()
+	sp := o.takeSpare()
 	var out []byte
 	var err error
 	if sp != nil {
@@ -151,11 +157,27 @@ func (o *ofctl) run(lines []string) error {
 		out, err = cmd.CombinedOutput()
 		cancel()
 	}
-	o.startSpare()
+	o.refillSpare()
 	if err != nil {
 		return fmt.Errorf("ovs-ofctl bundle: %s", ofctlError(out, err))
 	}
 	return nil
+}
+
+// takeSpare returns the spare, after waiting for one being started, or
+// nil.
+func (o *ofctl) takeSpare() *spareProc {
+	o.mu.Lock()
+	starting := o.starting
+	o.mu.Unlock()
+	if starting != nil {
+		<-starting
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	sp := o.spare
+	o.spare = nil
+	return sp
 }
 
 // errSpareLost means the spare died before it could apply its input
@@ -198,20 +220,45 @@ func (sp *spareProc) kill() {
 	_ = sp.cmd.Wait()
 }
 
-// startSpare starts the next run's process, unless there is one.
-func (o *ofctl) startSpare() {
+// refillSpare starts the next run's process in the background, unless
+// there is one, or one starting.
+func (o *ofctl) refillSpare() {
 	if o.noSpare {
 		return
 	}
 	o.mu.Lock()
-	skip := o.spare != nil || o.closed
-	o.mu.Unlock()
-	if skip {
+	defer o.mu.Unlock()
+	if o.spare != nil || o.starting != nil || o.closed {
 		return
 	}
+	done := make(chan struct{})
+	o.starting = done
+	o.starters.Add(1)
+	go func() {
+		defer o.starters.Done()
+		sp := o.newSpare()
+		o.mu.Lock()
+		if sp != nil && !o.closed {
+			o.spare, sp = sp, nil
+		}
+		o.starting = nil
+		o.mu.Unlock()
+		close(done)
+		if sp != nil {
+			// Closed meanwhile: killed before it reads EOF, it never
+			// connects.
+			sp.kill()
+			sp.out.Close()
+		}
+	}()
+}
+
+// newSpare starts "ovs-ofctl bundle <target> -" waiting for its input; nil
+// when it cannot (the next run then starts its own process).
+func (o *ofctl) newSpare() *spareProc {
 	out, err := os.CreateTemp("", "bagpipe-ofctl-*")
 	if err != nil {
-		return
+		return nil
 	}
 	// Unlinked at once: only the two descriptors keep it.
 	_ = os.Remove(out.Name())
@@ -221,23 +268,13 @@ func (o *ofctl) startSpare() {
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		out.Close()
-		return
+		return nil
 	}
 	if err := cmd.Start(); err != nil {
 		out.Close()
-		return
+		return nil
 	}
-	sp := &spareProc{cmd: cmd, stdin: stdin, out: out}
-	o.mu.Lock()
-	if o.spare == nil && !o.closed {
-		o.spare, sp = sp, nil
-	}
-	o.mu.Unlock()
-	if sp != nil {
-		// Closed meanwhile: killed before it reads EOF, it never connects.
-		sp.kill()
-		sp.out.Close()
-	}
+	return &spareProc{cmd: cmd, stdin: stdin, out: out}
 }
 
 func (o *ofctl) dump(ctx context.Context, cmd string, args ...string) (string, error) {
@@ -256,6 +293,10 @@ func (o *ofctl) dump(ctx context.Context, cmd string, args ...string) (string, e
 func (o *ofctl) close() {
 	o.mu.Lock()
 	o.closed = true
+	o.mu.Unlock()
+	// A spare being started is then killed by its starter.
+	o.starters.Wait()
+	o.mu.Lock()
 	sp := o.spare
 	o.spare = nil
 	o.mu.Unlock()

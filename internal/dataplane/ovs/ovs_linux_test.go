@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,13 +158,15 @@ func (h *ovsHost) groups(t *testing.T) []string {
 }
 
 // checkVRF compares the VRF's flows and groups on the bridge with what the
-// driver says it installed: the driver writes OVS's canonical text, so the
-// two must be equal line for line.
+// driver says it installed, once its route writer has written every route
+// change made so far: the driver writes OVS's canonical text, so the two
+// must be equal line for line.
 func (h *ovsHost) checkVRF(t *testing.T, v *vrf) {
 	t.Helper()
+	flush(t, v.d)
 	got := h.flows(t, fmt.Sprintf("cookie=%#x/-1", v.cookie))
 	ids := map[string]bool{}
-	for _, r := range v.prefixes {
+	for _, r := range v.installed {
 		ids[fmt.Sprintf("group_id=%d,", r.group)] = true
 	}
 	for _, g := range h.groups(t) {
@@ -297,7 +300,7 @@ func TestOVSVRF(t *testing.T) {
 		}
 		t.Logf("first route (group and flow, one bundle): %v", time.Since(begin))
 		h.checkVRF(t, v)
-		g := v.prefixes[route.Prefix].group
+		g := v.installed[route.Prefix].group
 		check(t, "groups", h.groups(t), []string{fmt.Sprintf(
 			"group_id=%d,type=select,selection_method=dp_hash,bucket=bucket_id:0,actions=push_mpls:0x8847,set_field:17->mpls_label,set_field:192.0.2.2->tun_dst,output:%d", g, gre)})
 	})
@@ -326,7 +329,7 @@ func TestOVSVRF(t *testing.T) {
 			}
 		}
 		h.checkVRF(t, v)
-		g := v.prefixes[route.Prefix].group
+		g := v.installed[route.Prefix].group
 		grp := groupLine(t, h, g)
 		if strings.Count(grp, "bucket=") != 2 || !strings.Contains(grp, "bucket=bucket_id:1,actions=push_mpls:0x8847,set_field:19->mpls_label,set_field:192.0.2.3->tun_dst") {
 			t.Errorf("group %s", grp)
@@ -334,12 +337,14 @@ func TestOVSVRF(t *testing.T) {
 		if err := v.RemoveRemotePrefix(ctx, route); err != nil {
 			t.Fatal(err)
 		}
+		flush(t, d)
 		if grp := groupLine(t, h, g); strings.Count(grp, "bucket=") != 1 || !strings.Contains(grp, "bucket_id:1,") {
 			t.Errorf("after removing .2: %s", grp)
 		}
 		if err := v.RemoveRemotePrefix(ctx, second); err != nil {
 			t.Fatal(err)
 		}
+		flush(t, d)
 		if grp := groupLine(t, h, g); grp != "" {
 			t.Errorf("group left: %s", grp)
 		}
@@ -414,8 +419,9 @@ func TestOVSVRF(t *testing.T) {
 		if err := v.SetupRemotePrefix(ctx, route); err != nil {
 			t.Fatal(err)
 		}
+		flush(t, d)
 		groups7 := slices.Collect(func(yield func(uint32) bool) {
-			for _, r := range v.prefixes {
+			for _, r := range v.installed {
 				if !yield(r.group) {
 					return
 				}
@@ -558,7 +564,7 @@ func TestOVSPlugVariants(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.checkVRF(t, v)
-		grp := groupLine(t, h, v.prefixes[local.Prefix].group)
+		grp := groupLine(t, h, v.installed[local.Prefix].group)
 		if !strings.HasSuffix(grp, fmt.Sprintf("resubmit(%d,1)", gre)) {
 			t.Errorf("group %s", grp)
 		}
@@ -619,7 +625,7 @@ func TestOVSPlugVariants(t *testing.T) {
 		}
 		h.checkVRF(t, v)
 		vx, _ := h.ovs.OFPort(ctx, "vxlan")
-		if grp := groupLine(t, h, v.prefixes[netip.MustParsePrefix("203.0.113.0/24")].group); !strings.HasSuffix(grp, fmt.Sprintf("actions=set_field:0x11->tun_id,set_field:192.0.2.2->tun_dst,output:%d", vx)) {
+		if grp := groupLine(t, h, v.installed[netip.MustParsePrefix("203.0.113.0/24")].group); !strings.HasSuffix(grp, fmt.Sprintf("actions=set_field:0x11->tun_id,set_field:192.0.2.2->tun_dst,output:%d", vx)) {
 			t.Errorf("group %s", grp)
 		}
 		if err := v.Cleanup(ctx); err != nil {
@@ -833,5 +839,153 @@ func TestOVSLocalPE(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "ttl=63") {
 		t.Errorf("replies without ttl=63:\n%s", out)
+	}
+}
+
+// testNetPrefixes are n distinct prefixes of lengths 24 to 32 inside the
+// three TEST-NET ranges (up to 1,533).
+func testNetPrefixes(n int) []netip.Prefix {
+	var out []netip.Prefix
+	for _, base := range []string{"192.0.2.0", "198.51.100.0", "203.0.113.0"} {
+		b := netip.MustParseAddr(base).As4()
+		for bits := 32; bits >= 24; bits-- {
+			step := 1 << (32 - bits)
+			for host := 0; host < 256; host += step {
+				if len(out) == n {
+					return out
+				}
+				out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{b[0], b[1], b[2], byte(host)}), bits))
+			}
+		}
+	}
+	return out
+}
+
+// TestOVSRouteBurst programs a burst of remote routes into a VRF on a real
+// bridge, one call at a time as the VPN layer makes them: the calls return
+// at once, the route writer needs a handful of bundles for all of
+// them (issue 6: one run per route took 5.5 ms each), and the bridge ends
+// with exactly the driver's flows and groups; then the same for their
+// removal.
+func TestOVSRouteBurst(t *testing.T) {
+	t.Parallel()
+	n := newOVSNet(t)
+	h := newOVSHost(t, n, "a", "192.0.2.1/24", "02:00:00:00:01:01", "198.51.100.2/24")
+	ctx := t.Context()
+	d := h.driver(t, DefaultOptions())
+	v := makeVRF(t, d, 4, "")
+	of := d.of.(*ofNative)
+	runs := func() int64 { return of.txs.Load() + of.fb.runs.Load() }
+	const routes = 1500
+	prefixes := testNetPrefixes(routes)
+	rp := func(i int) dataplane.RemotePrefix {
+		return prefixRoute(prefixes[i], netip.MustParseAddr("192.0.2.2"), uint32(16+i), 0)
+	}
+	for _, phase := range []string{"setup", "removal"} {
+		before := runs()
+		begin := time.Now()
+		for i := range routes {
+			var err error
+			if phase == "setup" {
+				err = v.SetupRemotePrefix(ctx, rp(i))
+			} else {
+				err = v.RemoveRemotePrefix(ctx, rp(i))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		calls := time.Since(begin)
+		flush(t, d)
+		took, used := time.Since(begin), runs()-before
+		t.Logf("%s of %d routes: calls %v, on the bridge after %v (%.0f routes/s), %d bundles", phase, routes, calls, took, routes/took.Seconds(), used)
+		if used > 10 || of.fb.runs.Load() != 0 {
+			t.Errorf("%s: %d bundles for %d routes, %d through ovs-ofctl", phase, used, routes, of.fb.runs.Load())
+		}
+		h.checkVRF(t, v)
+		want := routes
+		if phase == "removal" {
+			want = 0
+		}
+		if got := len(h.flows(t, "table=2,cookie=0xba6f000000000004/-1")); got != want || len(v.installed) != want {
+			t.Errorf("%s: %d prefix flows on the bridge, %d installed, want %d", phase, got, len(v.installed), want)
+		}
+	}
+	if len(h.groups(t)) != 0 || len(d.groups) != 0 {
+		t.Errorf("groups left: %d on the bridge, %d ids in use", len(h.groups(t)), len(d.groups))
+	}
+	if lg := lgItems(v.LookingGlass())["routes"].(map[string]any); lg["pending"] != 0 || lg["installed"] != 0 || fmt.Sprint(lg["refused"]) != "[]" {
+		t.Errorf("looking glass routes %v", lg)
+	}
+}
+
+// TestOVSRouteRefused has the real switch refuse one route among many
+// written together: the route writer splits the bundle until only that
+// prefix fails (issue 6: failure isolation as before, one bundle per
+// burst), reports OVS's error in the instance's looking glass, and the
+// bridge holds exactly the others.
+func TestOVSRouteRefused(t *testing.T) {
+	t.Parallel()
+	n := newOVSNet(t)
+	h := newOVSHost(t, n, "a", "192.0.2.1/24", "02:00:00:00:01:01", "198.51.100.2/24")
+	ctx := t.Context()
+	var mu sync.Mutex
+	var refused []RouteApplied
+	d := h.driver(t, DefaultOptions())
+	d.applied = func(a RouteApplied) {
+		if a.Err != nil {
+			mu.Lock()
+			refused = append(refused, a)
+			mu.Unlock()
+		}
+	}
+	v := makeVRF(t, d, 5, "")
+	prefixes := testNetPrefixes(200)
+	setPort := func(p int) int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		old := d.mplsPort
+		d.mplsPort = p
+		return old
+	}
+	before := d.WriterStats().Bundles
+	for i, p := range prefixes {
+		var old int
+		if i == 77 {
+			// A port number in OpenFlow's reserved range: OVS refuses
+			// the group (OFPBAC_BAD_OUT_PORT).
+			old = setPort(0xff00)
+		}
+		if err := v.SetupRemotePrefix(ctx, prefixRoute(p, netip.MustParseAddr("192.0.2.2"), uint32(16+i), 0)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 77 {
+			setPort(old)
+		}
+	}
+	h.checkVRF(t, v)
+	if len(v.installed) != 199 || len(v.prefixes) != 199 {
+		t.Errorf("%d installed, %d wanted, want 199", len(v.installed), len(v.prefixes))
+	}
+	mu.Lock()
+	if len(refused) != 1 || refused[0].Prefix != prefixes[77] || !strings.Contains(refused[0].Err.Error(), "OFPBAC_BAD_OUT_PORT") {
+		t.Errorf("refused %+v", refused)
+	}
+	mu.Unlock()
+	lg := lgItems(v.LookingGlass())
+	if e, _ := lg["last_error"].(string); !strings.Contains(e, "route "+prefixes[77].String()+" in net5: openflow bundle: Error OFPBAC_BAD_OUT_PORT for line ") {
+		t.Errorf("last_error %q", e)
+	}
+	if r := lg["routes"].(map[string]any); fmt.Sprint(r["refused"]) != "["+prefixes[77].String()+"]" {
+		t.Errorf("looking glass routes %v", r)
+	}
+	t.Logf("%d bundles", d.WriterStats().Bundles-before)
+	// Announced again with a good next hop: written.
+	if err := v.SetupRemotePrefix(ctx, prefixRoute(prefixes[77], netip.MustParseAddr("192.0.2.2"), 93, 0)); err != nil {
+		t.Fatal(err)
+	}
+	h.checkVRF(t, v)
+	if len(v.installed) != 200 || len(v.failed) != 0 {
+		t.Errorf("%d installed, failed %v", len(v.installed), v.failed)
 	}
 }

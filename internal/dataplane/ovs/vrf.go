@@ -50,9 +50,26 @@ type vrf struct {
 	// fallback is the last fallback given, and its flow when installed.
 	fallback     *dataplane.Fallback
 	fallbackFlow *flow
-	prefixes     map[netip.Prefix]*route
 	classifiers  map[dataplane.Classifier]*redirect
 	lastErr      string
+
+	// Remote routes (writer.go): prefixes are the routes the VPN layer
+	// wants, installed those on the bridge, inflight the changes the
+	// writer is sending; dirty are the prefixes whose change is not taken
+	// yet (with the number of their first request), dirtyQ the same in
+	// order. Route objects are never changed once stored: a change stores
+	// a new one.
+	prefixes  map[netip.Prefix]*route
+	installed map[netip.Prefix]*route
+	inflight  map[netip.Prefix]*routeChange
+	dirty     map[netip.Prefix]uint64
+	dirtyQ    []netip.Prefix
+	// failed are the prefixes whose last change OVS refused.
+	failed map[netip.Prefix]struct{}
+	// cleaning: Cleanup is under way; the writer leaves the VRF alone.
+	cleaning bool
+	// queued: in the writer's queue (guarded by the writer's mu).
+	queued bool
 }
 
 // localPort is an OVS port of the VRF.
@@ -109,8 +126,12 @@ func newVRF(d *Driver, cfg dataplane.InstanceConfig) *vrf {
 		ports:       make(map[string]*localPort),
 		endpoints:   make(map[endpointKey]dataplane.Port),
 		labels:      make(map[uint32]*labelUse),
-		prefixes:    make(map[netip.Prefix]*route),
 		classifiers: make(map[dataplane.Classifier]*redirect),
+		prefixes:    make(map[netip.Prefix]*route),
+		installed:   make(map[netip.Prefix]*route),
+		inflight:    make(map[netip.Prefix]*routeChange),
+		dirty:       make(map[netip.Prefix]uint64),
+		failed:      make(map[netip.Prefix]struct{}),
 	}
 	if gw, ok := cfg.Gateway(); ok {
 		v.subnet = gw.Masked()
@@ -130,6 +151,10 @@ func (v *vrf) begin(ctx context.Context, op string) error {
 	if v.closed {
 		v.mu.Unlock()
 		return fmt.Errorf("%s %s: %w", v.cfg.ExternalID, op, dataplane.ErrCleanedUp)
+	}
+	if v.d.w.isClosed() {
+		v.mu.Unlock()
+		return fmt.Errorf("%s %s: %w", v.cfg.ExternalID, op, errClosed)
 	}
 	return nil
 }
@@ -474,24 +499,57 @@ func (v *vrf) NeedsCleanupAssist() bool { return false }
 
 // Cleanup implements dataplane.Instance: every flow with the VRF's cookie
 // (all tables) and every group of the VRF go in one bundle, then the ports
-// the driver added (the original left those).
+// the driver added (the original left those). Route changes not written
+// yet are dropped; one the writer is sending is waited for first, so that
+// nothing of it lands after the cleanup.
 func (v *vrf) Cleanup(ctx context.Context) error {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.closed {
+		v.mu.Unlock()
 		return nil
 	}
-	var b bundle
-	b.delCookie(v.cookie, ^uint64(0))
-	var groups []uint32
-	for _, r := range v.prefixes {
-		b.delGroup(r.group)
-		groups = append(groups, r.group)
+	v.cleaning = true
+	v.mu.Unlock()
+	err := v.d.waitFor(ctx, func() (bool, error) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return len(v.inflight) == 0, nil
+	})
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err == nil {
+		err = v.cleanupLocked(ctx)
 	}
-	if err := v.d.of.bundle(ctx, b.lines()); err != nil {
+	if err != nil {
+		v.cleaning = false
+		if len(v.dirtyQ) > 0 {
+			v.d.enqueue(v)
+		}
 		return v.fail(fmt.Errorf("cleanup %s: %w", v.cfg.ExternalID, err))
 	}
-	v.d.releaseGroups(groups...)
+	return nil
+}
+
+func (v *vrf) cleanupLocked(ctx context.Context) error {
+	var b bundle
+	b.delCookie(v.cookie, ^uint64(0))
+	// Wanted routes never written have no group on the bridge: deleting
+	// an absent group succeeds, and a run that failed after OVS applied it
+	// (a timeout) leaves no doubt.
+	var groups []uint32
+	for _, m := range []map[netip.Prefix]*route{v.prefixes, v.installed} {
+		for _, r := range m {
+			if !slices.Contains(groups, r.group) {
+				groups = append(groups, r.group)
+				b.delGroup(r.group)
+			}
+		}
+	}
+	if err := v.d.of.bundle(ctx, b.lines()); err != nil {
+		return err
+	}
+	pending := len(v.dirty)
+	v.dropRoutesLocked()
 	var ops []dbOp
 	var names []string
 	for _, p := range v.ports {
@@ -502,10 +560,12 @@ func (v *vrf) Cleanup(ctx context.Context) error {
 	}
 	v.closed = true
 	v.d.forget(v.id)
+	// Flush waiters look again: this VRF's changes are gone.
+	v.d.w.notify()
 	if err := v.d.db.apply(ctx, ops...); err != nil {
-		return v.fail(fmt.Errorf("cleanup %s: remove ports %s: %w", v.cfg.ExternalID, strings.Join(names, ", "), err))
+		return fmt.Errorf("remove ports %s: %w", strings.Join(names, ", "), err)
 	}
-	v.log.Info("IP-VPN instance dataplane removed", "groups", len(groups), "ports_removed", names)
+	v.log.Info("IP-VPN instance dataplane removed", "groups", len(groups), "ports_removed", names, "route_changes_dropped", pending)
 	return nil
 }
 
@@ -554,10 +614,16 @@ func (v *vrf) fallbackFor(ctx context.Context, f dataplane.Fallback, vlan int) (
 
 // SetupRemotePrefix implements dataplane.IPVPNInstance: the prefix's
 // select group gets a bucket for the next hop, and the first next hop also
-// adds the VRF flow to the group, in the same bundle. The VRF flow
-// decrements the TTL unless the prefix is inside the VRF's subnet. Repeating a
-// setup is a no-op; a setup for a known next hop with other encapsulations
-// replaces its bucket.
+// adds the VRF flow to the group. The VRF flow decrements the TTL unless
+// the prefix is inside the VRF's subnet. Repeating a setup is a no-op; a
+// setup for a known next hop with other encapsulations replaces its
+// bucket.
+//
+// The call checks the route and records it; the driver's writer sends it
+// to OVS shortly after, with the other route changes of the moment, in one
+// bundle (group and flow of a prefix always together). An error OVS
+// returns then is logged and shown as the instance's last_error; the
+// prefix keeps what the bridge has.
 func (v *vrf) SetupRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) error {
 	if err := v.begin(ctx, "SetupRemotePrefix"); err != nil {
 		return err
@@ -593,15 +659,16 @@ func (v *vrf) setup(ctx context.Context, r dataplane.RemotePrefix) error {
 			return nil
 		}
 	}
-	var b bundle
-	var newGroup uint32
 	next := &route{}
 	if rt == nil {
-		if newGroup, err = v.d.allocGroup(); err != nil {
-			return err
+		g, held := v.heldGroup(p)
+		if !held {
+			if g, err = v.d.allocGroup(); err != nil {
+				return err
+			}
 		}
-		next.group = newGroup
-		next.flow = prefixFlow(v.d.opts, v.id, p, newGroup, v.routed(p))
+		next.group = g
+		next.flow = prefixFlow(v.d.opts, v.id, p, g, v.routed(p))
 	} else {
 		next.group, next.flow = rt.group, rt.flow
 		for _, h := range rt.hops {
@@ -618,18 +685,8 @@ func (v *vrf) setup(ctx context.Context, r dataplane.RemotePrefix) error {
 	} else {
 		next.hops = append(next.hops, &nextHop{pe: r.NextHop, label: r.Label, bucket: freeBucket(next.hops, r.LBOrder), actions: actions})
 	}
-	b.setGroup(v.groupOf(next))
-	if rt == nil {
-		b.addFlow(next.flow)
-	}
-	if err := v.apply(ctx, &b); err != nil {
-		if rt == nil {
-			v.d.releaseGroups(newGroup)
-		}
-		return err
-	}
-	v.prefixes[p] = next
-	v.log.Debug("route installed", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label, "group", next.group, "next_hops", len(next.hops))
+	v.setWanted(p, next)
+	v.log.Debug("route recorded", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label, "group", next.group, "next_hops", len(next.hops))
 	return nil
 }
 
@@ -708,7 +765,8 @@ func (v *vrf) bucketActions(ctx context.Context, r dataplane.RemotePrefix) (stri
 
 // RemoveRemotePrefix implements dataplane.IPVPNInstance: the next hop's
 // bucket goes; with the last one, the group and the VRF flow go, in one
-// bundle. An unknown next hop is no error.
+// bundle. An unknown next hop is no error. Written to OVS as
+// SetupRemotePrefix is.
 func (v *vrf) RemoveRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) error {
 	if err := v.begin(ctx, "RemoveRemotePrefix"); err != nil {
 		return err
@@ -725,24 +783,12 @@ func (v *vrf) RemoveRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) 
 		v.log.Debug("removal of an unknown next hop", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label)
 		return nil
 	}
-	var b bundle
-	next := &route{group: rt.group, flow: rt.flow, hops: rest}
 	if len(rest) == 0 {
-		b.delFlow(rt.flow)
-		b.delGroup(rt.group)
+		v.setWanted(p, nil)
 	} else {
-		b.setGroup(v.groupOf(next))
+		v.setWanted(p, &route{group: rt.group, flow: rt.flow, hops: rest})
 	}
-	if err := v.apply(ctx, &b); err != nil {
-		return v.fail(fmt.Errorf("remove route %s via %s label %d from %s: %w", p, r.NextHop, r.Label, v.cfg.ExternalID, err))
-	}
-	if len(rest) == 0 {
-		delete(v.prefixes, p)
-		v.d.releaseGroups(rt.group)
-	} else {
-		v.prefixes[p] = next
-	}
-	v.log.Debug("route removed", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label, "next_hops_left", len(rest))
+	v.log.Debug("route removal recorded", "prefix", p.String(), "next_hop", r.NextHop, "label", r.Label, "next_hops_left", len(rest))
 	return nil
 }
 
@@ -813,23 +859,36 @@ func (v *vrf) RemoveTrafficClassifier(ctx context.Context, c dataplane.Classifie
 }
 
 // LookingGlass implements dataplane.Instance: the VRF's flows by table
-// (read from the bridge), its groups, ports and VLAN.
+// (read from the bridge), its groups (those of the routes on the bridge),
+// ports and VLAN, and its remote routes: wanted, on the bridge, waiting
+// for the writer, and whose last change OVS refused.
 func (v *vrf) LookingGlass() []dataplane.LGItem {
 	v.mu.Lock()
 	ports := map[string]any{}
 	for _, p := range v.ports {
 		ports[p.linuxif] = map[string]any{"port_name": p.name, "ofport": p.ofport, "added_by_driver": p.owned, "endpoints": p.endpoints}
 	}
-	groups := make([]uint32, 0, len(v.prefixes))
-	for _, r := range v.prefixes {
+	groups := make([]uint32, 0, len(v.installed))
+	for _, r := range v.installed {
 		groups = append(groups, r.group)
 	}
 	slices.Sort(groups)
+	failed := make([]string, 0, len(v.failed))
+	for p := range v.failed {
+		failed = append(failed, p.String())
+	}
+	slices.Sort(failed)
 	items := []dataplane.LGItem{
 		{Name: "cookie", Value: fmt.Sprintf("%#x", v.cookie)},
 		{Name: "ports", Value: ports},
 		{Name: "vlan", Value: v.vlan},
 		{Name: "groups", Value: groups},
+		{Name: "routes", Value: map[string]any{
+			"wanted":    len(v.prefixes),
+			"installed": len(v.installed),
+			"pending":   len(v.dirty) + len(v.inflight),
+			"refused":   failed,
+		}},
 	}
 	if v.lastErr != "" {
 		items = append(items, dataplane.LGItem{Name: "last_error", Value: v.lastErr})
@@ -842,8 +901,8 @@ func (v *vrf) LookingGlass() []dataplane.LGItem {
 	return items
 }
 
-// state renders the flows and groups the VRF has installed, sorted, for
-// tests and debugging.
+// state renders the flows and groups the VRF has installed (routes: those
+// the writer has written), sorted, for tests and debugging.
 func (v *vrf) state() []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -866,7 +925,7 @@ func (v *vrf) state() []string {
 	if v.fallbackFlow != nil {
 		add(*v.fallbackFlow)
 	}
-	for _, r := range v.prefixes {
+	for _, r := range v.installed {
 		add(r.flow)
 		out = append(out, v.groupOf(r).text())
 	}
