@@ -33,12 +33,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/bagpipe-go/bagpipe/internal/benchstat"
@@ -64,39 +61,24 @@ type options struct {
 	verbose    bool
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+func main() { command().Main() }
+
+// run is the whole command; it returns the exit status (benchstat.Command).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return command().Run(ctx, args, stdout, stderr)
 }
 
-// run is the whole command; it returns the exit status: 0 when every
-// measurement ran (targets met or not), 1 when one failed or the machine
-// cannot run them, 2 for a bad command line.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+// command is the command's checks, flags and measurements.
+func command() benchstat.Command[options] {
+	return benchstat.Command[options]{
+		Prog:      prog,
+		RootFor:   "it creates network namespaces, bridges and VXLAN devices",
+		Supported: testnet.Supported,
+		Parse:     parseFlags,
+		Measure: func(ctx context.Context, o options, stdout, stderr io.Writer) error {
+			return (&bench{opts: o, out: stdout, errw: stderr}).run(ctx)
+		},
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		return 2
-	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintf(stderr, "%s: needs root: it creates network namespaces, bridges and VXLAN devices (run it as root, e.g. with sudo)\n", prog)
-		return 1
-	}
-	if err := testnet.Supported(); err != nil {
-		fmt.Fprintf(stderr, "%s: this machine cannot run it: %v\n", prog, err)
-		return 1
-	}
-	b := &bench{opts: o, out: stdout, errw: stderr}
-	if err := b.run(ctx); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		return 1
-	}
-	return 0
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -134,13 +116,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.entries = append(o.entries, n)
 	}
-	for _, c := range []struct {
-		name   string
-		v, max int
-	}{{"-rounds", o.rounds, 255}, {"-fdb-rounds", o.fdbRounds, 1000}, {"-ports", o.ports, maxPorts}, {"-burst", o.burst, maxPorts}, {"-clients", o.clients, 256}} {
-		if c.v < 1 || c.v > c.max {
-			return o, fmt.Errorf("%s %d: want 1 to %d", c.name, c.v, c.max)
-		}
+	if err := benchstat.CheckBounds(
+		benchstat.Bound{Name: "-rounds", V: o.rounds, Min: 1, Max: 255}, benchstat.Bound{Name: "-fdb-rounds", V: o.fdbRounds, Min: 1, Max: 1000},
+		benchstat.Bound{Name: "-ports", V: o.ports, Min: 1, Max: maxPorts}, benchstat.Bound{Name: "-burst", V: o.burst, Min: 1, Max: maxPorts},
+		benchstat.Bound{Name: "-clients", V: o.clients, Min: 1, Max: 256},
+	); err != nil {
+		return o, err
 	}
 	if o.timeout <= 0 {
 		return o, fmt.Errorf("-timeout %s: must be positive", o.timeout)

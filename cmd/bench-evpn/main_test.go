@@ -4,13 +4,12 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"regexp"
-	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/bagpipe-go/bagpipe/internal/benchrun"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
 
@@ -50,18 +49,16 @@ func TestBenchEVPNPrintsIssue5Figures(t *testing.T) {
 			t.Errorf("no line matching %q", want)
 		}
 	}
-	m := regexp.MustCompile(`(?m)^namespaces: (\S+)-\*`).FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatal("the output does not name the run's namespaces")
-	}
-	entries, err := os.ReadDir("/run/netns")
-	if err != nil && !os.IsNotExist(err) {
+	id, err := benchrun.RunID(out.String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), m[1]) {
-			t.Errorf("namespace %s left behind", e.Name())
-		}
+	left, err := benchrun.NamespacesLeft(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range left {
+		t.Errorf("namespace %s left behind", ns)
 	}
 }
 
@@ -69,31 +66,14 @@ func TestBenchEVPNPrintsIssue5Figures(t *testing.T) {
 // status 2 and a message naming the flag, before anything is created (no
 // root needed), and that -h exits 0.
 func TestBenchEVPNFlags(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		code int
-		msg  string
-	}{
-		{[]string{"-h"}, 0, "usage: bench-evpn"},
-		{[]string{"-ports", "0"}, 2, "-ports 0"},
-		{[]string{"-burst", "60001"}, 2, "-burst 60001"},
-		{[]string{"-entries", "10,x"}, 2, `-entries: "x"`},
-		{[]string{"-rounds", "0"}, 2, "-rounds 0"},
-		{[]string{"-fdb-rounds", "-1"}, 2, "-fdb-rounds -1"},
-		{[]string{"-timeout", "0s"}, 2, "-timeout 0s"},
-		{[]string{"extra"}, 2, "unexpected arguments"},
-	} {
-		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			var out, errw bytes.Buffer
-			if code := run(t.Context(), c.args, &out, &errw); code != c.code {
-				t.Errorf("exit status %d, want %d; standard error: %s", code, c.code, errw.String())
-			}
-			if !strings.Contains(errw.String(), c.msg) {
-				t.Errorf("standard error %q does not contain %q", errw.String(), c.msg)
-			}
-			if out.Len() != 0 {
-				t.Errorf("standard output %q, want nothing", out.String())
-			}
-		})
-	}
+	benchrun.CheckFlags(t, run, []benchrun.FlagCase{
+		{Args: []string{"-h"}, Code: 0, Msg: "usage: bench-evpn"},
+		{Args: []string{"-ports", "0"}, Code: 2, Msg: "-ports 0"},
+		{Args: []string{"-burst", "60001"}, Code: 2, Msg: "-burst 60001"},
+		{Args: []string{"-entries", "10,x"}, Code: 2, Msg: `-entries: "x"`},
+		{Args: []string{"-rounds", "0"}, Code: 2, Msg: "-rounds 0"},
+		{Args: []string{"-fdb-rounds", "-1"}, Code: 2, Msg: "-fdb-rounds -1"},
+		{Args: []string{"-timeout", "0s"}, Code: 2, Msg: "-timeout 0s"},
+		{Args: []string{"extra"}, Code: 2, Msg: "unexpected arguments"},
+	})
 }

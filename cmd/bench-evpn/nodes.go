@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/bagpipe-go/bagpipe/client"
-	"github.com/bagpipe-go/bagpipe/internal/api"
+	"github.com/bagpipe-go/bagpipe/internal/benchrun"
 	"github.com/bagpipe-go/bagpipe/internal/daemon"
 	"github.com/bagpipe-go/bagpipe/internal/restload"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
@@ -29,12 +27,10 @@ import (
 // direct iBGP session (B only accepts it, A connects), RT Constraint on.
 
 const (
-	benchAS = 64512
+	benchAS = benchrun.AS
 	// nodeStopTimeout bounds a node's VPN manager shutdown; the rest of
 	// its stop gets as much again.
 	nodeStopTimeout = 10 * time.Second
-	// sessionWait bounds waiting for the BGP session.
-	sessionWait = 20 * time.Second
 )
 
 // The nodes' BGP addresses (loopback) and their hosts' fabric addresses
@@ -55,30 +51,30 @@ type node struct {
 	api     *client.Client
 }
 
+// ref is what benchrun needs of n.
+func (n *node) ref() benchrun.Node {
+	return benchrun.Node{Name: n.name, BGP: n.bgpAddr, API: n.api, ListenPort: n.d.Speaker().ListenAddr().Port()}
+}
+
+// waitEmpty polls until n shows no VPN instance (every detach processed,
+// its devices removed), within limit.
+func (n *node) waitEmpty(ctx context.Context, limit time.Duration) error {
+	return benchrun.WaitEmpty(ctx, n.ref(), limit)
+}
+
 // nodeConf is a node's bgp.conf: the BGP lines given (peers, ports), the
 // REST API on a free loopback port, the Linux E-VPN driver with the host's
 // fabric address as VTEP (the IP-VPN side is the dummy, unused).
 func nodeConf(bgpAddr, vtep netip.Addr, bgpLines string) string {
-	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
-my_as = %[3]d
-enable_rtc = True
-hold_time = 30
-connect_retry = 1
-%[4]s
-
-[API]
-host = 127.0.0.1
-port = 0
-
+	return benchrun.BGPConf(bgpAddr, bgpLines) + fmt.Sprintf(`
 [DATAPLANE_DRIVER_EVPN]
 dataplane_driver = linux
-dataplane_local_address = %[2]s
+dataplane_local_address = %[1]s
 
 [DATAPLANE_DRIVER_IPVPN]
 dataplane_driver = dummy
-dataplane_local_address = %[2]s
-`, bgpAddr, vtep, benchAS, bgpLines)
+dataplane_local_address = %[1]s
+`, vtep)
 }
 
 // startNode builds a node from its bgp.conf with the Linux driver bound to
@@ -106,9 +102,8 @@ func startNode(c *testnet.RunCleaner, name string, host *testnet.Host, bgpAddr n
 	return &node{name: name, host: host, bgpAddr: bgpAddr, d: d, api: cl}, nil
 }
 
-// startPair builds hosts a and b on the fabric and their nodes: B first,
-// accepting A only, on a free port; then A, connecting to it. It returns
-// once the session is established with RT Constraint on both sides.
+// startPair builds hosts a and b on the fabric and their nodes, with a
+// direct iBGP session (benchrun.StartPair).
 func startPair(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net, clients int, logTo io.Writer) (a, b *node, err error) {
 	hostA, err := tn.AddHost("a", vtepA)
 	if err != nil {
@@ -118,92 +113,14 @@ func startPair(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net, clie
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err = startNode(c, "B", hostB, bgpB, fmt.Sprintf("passive_peers = %s\nlisten_port = 0", bgpA), clients, logTo)
-	if err != nil {
-		return nil, nil, err
-	}
-	port := b.d.Speaker().ListenAddr().Port()
-	a, err = startNode(c, "A", hostA, bgpA, fmt.Sprintf("peers = %s\nbgp_port = %d\nlisten = False", bgpB, port), clients, logTo)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, p := range [][2]*node{{a, b}, {b, a}} {
-		if err := waitSession(ctx, p[0], p[1]); err != nil {
-			return nil, nil, err
-		}
-	}
-	return a, b, nil
-}
-
-// waitSession polls n's looking glass until its session with peer is
-// established with RT Constraint active.
-func waitSession(ctx context.Context, n, peer *node) error {
-	var last error
-	deadline := time.Now().Add(sessionWait)
-	for time.Now().Before(deadline) {
-		raw, err := n.api.LookingGlass(ctx, "bgp", "peers", peer.bgpAddr.String())
-		if err == nil {
-			var p struct {
-				Protocol struct {
-					State string `json:"state"`
-				} `json:"protocol"`
-				RTC struct {
-					Active bool `json:"active"`
-				} `json:"rtc"`
-			}
-			err = json.Unmarshal(raw, &p)
-			switch {
-			case err != nil:
-			case p.Protocol.State != api.StateEstablished:
-				err = fmt.Errorf("state %s", p.Protocol.State)
-			case !p.RTC.Active:
-				err = errors.New("RT Constraint not active")
-			default:
-				return nil
-			}
-		}
-		last = err
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("node %s: session with %s not up within %v: %v", n.name, peer.name, sessionWait, last)
-}
-
-// instances is the number of VPN instances n's looking glass shows.
-func (n *node) instances(ctx context.Context) (int, error) {
-	raw, err := n.api.LookingGlass(ctx, "summary")
-	if err != nil {
-		return 0, err
-	}
-	var s struct {
-		Instances int `json:"vpn_instances_count"`
-	}
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return 0, fmt.Errorf("node %s: looking glass summary: %w", n.name, err)
-	}
-	return s.Instances, nil
-}
-
-// waitEmpty polls until n shows no VPN instance (every detach processed,
-// its devices removed), within limit.
-func (n *node) waitEmpty(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		k, err := n.instances(ctx)
+	hosts := map[string]*testnet.Host{"A": hostA, "B": hostB}
+	return benchrun.StartPair(ctx, bgpA, bgpB, func(name string, addr netip.Addr, bgpLines string) (*node, benchrun.Node, error) {
+		n, err := startNode(c, name, hosts[name], addr, bgpLines, clients, logTo)
 		if err != nil {
-			return err
+			return nil, benchrun.Node{}, err
 		}
-		if k == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s still has %d VPN instance(s) %v after the last detach", n.name, k, limit)
-		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return err
-		}
-	}
+		return n, n.ref(), nil
+	})
 }
 
 // addPorts creates persistent tap devices with the given names in the
@@ -231,16 +148,4 @@ func portNames(prefix string, count int) []string {
 		out[i] = fmt.Sprintf("%s%d", prefix, i)
 	}
 	return out
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }

@@ -39,9 +39,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/bagpipe-go/bagpipe/internal/benchstat"
@@ -69,39 +66,24 @@ type options struct {
 	verbose             bool
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+func main() { command().Main() }
+
+// run is the whole command; it returns the exit status (benchstat.Command).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return command().Run(ctx, args, stdout, stderr)
 }
 
-// run is the whole command; it returns the exit status: 0 when every
-// measurement ran (targets met or not), 1 when one failed or the machine
-// cannot run them, 2 for a bad command line.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+// command is the command's checks, flags and measurements.
+func command() benchstat.Command[options] {
+	return benchstat.Command[options]{
+		Prog:      prog,
+		RootFor:   "it creates network namespaces and runs Open vSwitch in them",
+		Supported: testnet.OVSSupported,
+		Parse:     parseFlags,
+		Measure: func(ctx context.Context, o options, stdout, stderr io.Writer) error {
+			return (&bench{opts: o, out: stdout, errw: stderr}).run(ctx)
+		},
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		return 2
-	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintf(stderr, "%s: needs root: it creates network namespaces and runs Open vSwitch in them (run it as root, e.g. with sudo)\n", prog)
-		return 1
-	}
-	if err := testnet.OVSSupported(); err != nil {
-		fmt.Fprintf(stderr, "%s: this machine cannot run it: %v\n", prog, err)
-		return 1
-	}
-	b := &bench{opts: o, out: stdout, errw: stderr}
-	if err := b.run(ctx); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		return 1
-	}
-	return 0
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -130,16 +112,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	for _, c := range []struct {
-		name        string
-		v, min, max int
-	}{
-		{"-routes", o.routes, 1, maxRoutes}, {"-route-rounds", o.routeRounds, 1, 1000}, {"-sync-routes", o.syncRoutes, 0, maxRoutes},
-		{"-ports", o.ports, 1, maxPorts}, {"-vrfs", o.vrfs, 1, maxVRFs}, {"-rounds", o.rounds, 1, 255},
-	} {
-		if c.v < c.min || c.v > c.max {
-			return o, fmt.Errorf("%s %d: want %d to %d", c.name, c.v, c.min, c.max)
-		}
+	if err := benchstat.CheckBounds(
+		benchstat.Bound{Name: "-routes", V: o.routes, Min: 1, Max: maxRoutes}, benchstat.Bound{Name: "-route-rounds", V: o.routeRounds, Min: 1, Max: 1000},
+		benchstat.Bound{Name: "-sync-routes", V: o.syncRoutes, Min: 0, Max: maxRoutes},
+		benchstat.Bound{Name: "-ports", V: o.ports, Min: 1, Max: maxPorts}, benchstat.Bound{Name: "-vrfs", V: o.vrfs, Min: 1, Max: maxVRFs},
+		benchstat.Bound{Name: "-rounds", V: o.rounds, Min: 1, Max: 255},
+	); err != nil {
+		return o, err
 	}
 	if o.timeout <= 0 {
 		return o, fmt.Errorf("-timeout %s: must be positive", o.timeout)
@@ -211,16 +190,4 @@ func (b *bench) transport() string {
 		return "through ovs-ofctl, -ofctl"
 	}
 	return "over its OpenFlow connection"
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/bagpipe-go/bagpipe/internal/benchrun"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
 
@@ -59,23 +60,21 @@ func TestBenchOVSPrintsIssue6Figures(t *testing.T) {
 			t.Errorf("no line matching %q", want)
 		}
 	}
-	m := regexp.MustCompile(`(?m)^namespaces: (\S+)-\*`).FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatal("the output does not name the run's namespaces")
-	}
-	entries, err := os.ReadDir("/run/netns")
-	if err != nil && !os.IsNotExist(err) {
+	id, err := benchrun.RunID(out.String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), m[1]) {
-			t.Errorf("namespace %s left behind", e.Name())
-		}
+	left, err := benchrun.NamespacesLeft(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range left {
+		t.Errorf("namespace %s left behind", ns)
 	}
 	// testnet's Open vSwitch directories are named after the namespace;
 	// their daemons are stopped by PID before the directory goes.
 	for d := range ovsDirs(t) {
-		if !before[d] && strings.Contains(d, m[1]) {
+		if !before[d] && strings.Contains(d, id) {
 			t.Errorf("Open vSwitch directory %s left behind", d)
 		}
 	}
@@ -100,33 +99,16 @@ func ovsDirs(t *testing.T) map[string]bool {
 // status 2 and a message naming the flag, before anything is created (no
 // root needed), and that -h exits 0.
 func TestBenchOVSFlags(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		code int
-		msg  string
-	}{
-		{[]string{"-h"}, 0, "usage: bench-ovs"},
-		{[]string{"-routes", "0"}, 2, "-routes 0"},
-		{[]string{"-routes", "100001"}, 2, "-routes 100001"},
-		{[]string{"-sync-routes", "-1"}, 2, "-sync-routes -1"},
-		{[]string{"-ports", "0"}, 2, "-ports 0"},
-		{[]string{"-vrfs", "201"}, 2, "-vrfs 201"},
-		{[]string{"-rounds", "0"}, 2, "-rounds 0"},
-		{[]string{"-route-rounds", "0"}, 2, "-route-rounds 0"},
-		{[]string{"-timeout", "0s"}, 2, "-timeout 0s"},
-		{[]string{"extra"}, 2, "unexpected arguments"},
-	} {
-		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			var out, errw bytes.Buffer
-			if code := run(t.Context(), c.args, &out, &errw); code != c.code {
-				t.Errorf("exit status %d, want %d; standard error: %s", code, c.code, errw.String())
-			}
-			if !strings.Contains(errw.String(), c.msg) {
-				t.Errorf("standard error %q does not contain %q", errw.String(), c.msg)
-			}
-			if out.Len() != 0 {
-				t.Errorf("standard output %q, want nothing", out.String())
-			}
-		})
-	}
+	benchrun.CheckFlags(t, run, []benchrun.FlagCase{
+		{Args: []string{"-h"}, Code: 0, Msg: "usage: bench-ovs"},
+		{Args: []string{"-routes", "0"}, Code: 2, Msg: "-routes 0"},
+		{Args: []string{"-routes", "100001"}, Code: 2, Msg: "-routes 100001"},
+		{Args: []string{"-sync-routes", "-1"}, Code: 2, Msg: "-sync-routes -1"},
+		{Args: []string{"-ports", "0"}, Code: 2, Msg: "-ports 0"},
+		{Args: []string{"-vrfs", "201"}, Code: 2, Msg: "-vrfs 201"},
+		{Args: []string{"-rounds", "0"}, Code: 2, Msg: "-rounds 0"},
+		{Args: []string{"-route-rounds", "0"}, Code: 2, Msg: "-route-rounds 0"},
+		{Args: []string{"-timeout", "0s"}, Code: 2, Msg: "-timeout 0s"},
+		{Args: []string{"extra"}, Code: 2, Msg: "unexpected arguments"},
+	})
 }

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/api"
+	"github.com/bagpipe-go/bagpipe/internal/benchrun"
 	"github.com/bagpipe-go/bagpipe/internal/bgp"
 	"github.com/bagpipe-go/bagpipe/internal/config"
 	"github.com/bagpipe-go/bagpipe/internal/daemon"
@@ -32,12 +31,10 @@ import (
 // only, A connects: a direct iBGP session, RT Constraint on.
 
 const (
-	benchAS = 64512
+	benchAS = benchrun.AS
 	// nodeStopTimeout bounds a node's VPN manager shutdown; the rest of
 	// its stop gets twice as much again.
 	nodeStopTimeout = 10 * time.Second
-	// sessionWait bounds waiting for the BGP session.
-	sessionWait = 20 * time.Second
 )
 
 // The nodes' BGP addresses (loopback) and their hosts' fabric addresses
@@ -63,27 +60,16 @@ type node struct {
 // REST API on a free loopback port, the OVS IP-VPN driver with the host's
 // fabric address (the E-VPN side is the dummy, unused).
 func nodeConf(bgpAddr, fabric netip.Addr, bgpLines string) string {
-	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
-my_as = %[3]d
-enable_rtc = True
-hold_time = 30
-connect_retry = 1
-%[4]s
-
-[API]
-host = 127.0.0.1
-port = 0
-
+	return benchrun.BGPConf(bgpAddr, bgpLines) + fmt.Sprintf(`
 [DATAPLANE_DRIVER_EVPN]
 dataplane_driver = dummy
-dataplane_local_address = %[2]s
+dataplane_local_address = %[1]s
 
 [DATAPLANE_DRIVER_IPVPN]
 dataplane_driver = ovs
-dataplane_local_address = %[2]s
-ovs_bridge = %[5]s
-`, bgpAddr, fabric, benchAS, bgpLines, bridge)
+dataplane_local_address = %[1]s
+ovs_bridge = %[2]s
+`, fabric, bridge)
 }
 
 // startNode builds a node on host h and runs it until c's clean-up stops
@@ -142,8 +128,8 @@ func startNode(c *testnet.RunCleaner, name string, h *ovsHost, bgpAddr netip.Add
 }
 
 // startPair starts hosts a and b with their Open vSwitch, then their
-// nodes: B first, accepting A only, on a free port; then A, connecting to
-// it. It returns once the session is established with RT Constraint.
+// nodes, with a direct iBGP session (benchrun.StartPair); only B reports
+// its committed routes to applied.
 func startPair(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net, log *slog.Logger, ofctlOnly bool, applied func(ovs.RouteApplied)) (a, b *node, err error) {
 	hostA, err := startOVSHost(ctx, c, tn, "a", fabricA)
 	if err != nil {
@@ -153,56 +139,23 @@ func startPair(ctx context.Context, c *testnet.RunCleaner, tn *testnet.Net, log 
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err = startNode(c, "B", hostB, bgpB, fmt.Sprintf("passive_peers = %s\nlisten_port = 0", bgpA), log, ofctlOnly, applied)
-	if err != nil {
-		return nil, nil, err
-	}
-	port := b.d.Speaker().ListenAddr().Port()
-	a, err = startNode(c, "A", hostA, bgpA, fmt.Sprintf("peers = %s\nbgp_port = %d\nlisten = False", bgpB, port), log, ofctlOnly, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, p := range [][2]*node{{a, b}, {b, a}} {
-		if err := waitSession(ctx, p[0], p[1]); err != nil {
-			return nil, nil, err
+	hosts := map[string]*ovsHost{"A": hostA, "B": hostB}
+	return benchrun.StartPair(ctx, bgpA, bgpB, func(name string, addr netip.Addr, bgpLines string) (*node, benchrun.Node, error) {
+		var report func(ovs.RouteApplied)
+		if name == "B" {
+			report = applied
 		}
-	}
-	return a, b, nil
+		n, err := startNode(c, name, hosts[name], addr, bgpLines, log, ofctlOnly, report)
+		if err != nil {
+			return nil, benchrun.Node{}, err
+		}
+		return n, n.ref(), nil
+	})
 }
 
-// waitSession polls n's looking glass until its session with peer is
-// established with RT Constraint active.
-func waitSession(ctx context.Context, n, peer *node) error {
-	var last error
-	deadline := time.Now().Add(sessionWait)
-	for time.Now().Before(deadline) {
-		raw, err := n.api.LookingGlass(ctx, "bgp", "peers", peer.bgpAddr.String())
-		if err == nil {
-			var p struct {
-				Protocol struct {
-					State string `json:"state"`
-				} `json:"protocol"`
-				RTC struct {
-					Active bool `json:"active"`
-				} `json:"rtc"`
-			}
-			err = json.Unmarshal(raw, &p)
-			switch {
-			case err != nil:
-			case p.Protocol.State != api.StateEstablished:
-				err = fmt.Errorf("state %s", p.Protocol.State)
-			case !p.RTC.Active:
-				err = errors.New("RT Constraint not active")
-			default:
-				return nil
-			}
-		}
-		last = err
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("node %s: session with %s not up within %v: %v", n.name, peer.name, sessionWait, last)
+// ref is what benchrun needs of n.
+func (n *node) ref() benchrun.Node {
+	return benchrun.Node{Name: n.name, BGP: n.bgpAddr, API: n.api, ListenPort: n.d.Speaker().ListenAddr().Port()}
 }
 
 // hasRTC says whether n has received a route target membership (RT
@@ -231,44 +184,14 @@ func (n *node) waitRTC(ctx context.Context, rt bgp.RT, limit time.Duration) erro
 		if time.Now().After(deadline) {
 			return fmt.Errorf("node %s: no RT Constraint route for %s within %v", n.name, rt, limit)
 		}
-		if err := sleep(ctx, time.Millisecond); err != nil {
+		if err := benchrun.Sleep(ctx, time.Millisecond); err != nil {
 			return err
 		}
 	}
-}
-
-// instances is the number of VPN instances n's looking glass shows.
-func (n *node) instances(ctx context.Context) (int, error) {
-	raw, err := n.api.LookingGlass(ctx, "summary")
-	if err != nil {
-		return 0, err
-	}
-	var s struct {
-		Instances int `json:"vpn_instances_count"`
-	}
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return 0, fmt.Errorf("node %s: looking glass summary: %w", n.name, err)
-	}
-	return s.Instances, nil
 }
 
 // waitEmpty polls until n shows no VPN instance (every detach processed,
 // its VRFs removed), within limit.
 func (n *node) waitEmpty(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		k, err := n.instances(ctx)
-		if err != nil {
-			return err
-		}
-		if k == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s still has %d VPN instance(s) %v after the last detach", n.name, k, limit)
-		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return err
-		}
-	}
+	return benchrun.WaitEmpty(ctx, n.ref(), limit)
 }

@@ -113,3 +113,15 @@ func TestPrintMachine(t *testing.T) {
 		t.Errorf("lines %q, want a second line cpu: %s", lines, cpu)
 	}
 }
+
+// TestCheckBounds checks that the first flag out of its range is named
+// with its value and range, and that values at the bounds pass.
+func TestCheckBounds(t *testing.T) {
+	if err := CheckBounds(Bound{"-a", 1, 1, 5}, Bound{"-b", 0, 0, 0}, Bound{"-c", 5, 1, 5}); err != nil {
+		t.Errorf("within bounds: %v", err)
+	}
+	err := CheckBounds(Bound{"-a", 3, 1, 5}, Bound{"-b", 6, 1, 5}, Bound{"-c", 0, 1, 5})
+	if err == nil || err.Error() != "-b 6: want 1 to 5" {
+		t.Errorf("got %v, want -b 6: want 1 to 5", err)
+	}
+}
