@@ -43,28 +43,7 @@ type linuxNode struct {
 // linuxNodeConf is the node's bgp.conf: as nodeConf, but with the Linux
 // E-VPN driver and the host's fabric address as VTEP.
 func linuxNodeConf(bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) string {
-	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
-peers = %[3]s
-my_as = %[5]d
-enable_rtc = True
-bgp_port = %[4]d
-listen = False
-hold_time = 30
-connect_retry = 1
-
-[API]
-host = 127.0.0.1
-port = 0
-
-[DATAPLANE_DRIVER_EVPN]
-dataplane_driver = linux
-dataplane_local_address = %[2]s
-
-[DATAPLANE_DRIVER_IPVPN]
-dataplane_driver = dummy
-dataplane_local_address = %[2]s
-`, bgpAddr, dpAddr, gobgpd, gobgpdPort, testAS)
+	return nodeConfWith(bgpAddr, dpAddr, gobgpd, gobgpdPort, "linux", "dummy")
 }
 
 // startLinuxNode builds a daemon from its bgp.conf text with the Linux

@@ -60,30 +60,7 @@ type ovsNode struct {
 // responder, so that VMs resolve their gateway; the host's fabric address
 // is the tunnels' local end and the routes' next hop.
 func ovsNodeConf(bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) string {
-	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
-peers = %[3]s
-my_as = %[5]d
-enable_rtc = True
-bgp_port = %[4]d
-listen = False
-hold_time = 30
-connect_retry = 1
-
-[API]
-host = 127.0.0.1
-port = 0
-
-[DATAPLANE_DRIVER_EVPN]
-dataplane_driver = dummy
-dataplane_local_address = %[2]s
-
-[DATAPLANE_DRIVER_IPVPN]
-dataplane_driver = ovs
-dataplane_local_address = %[2]s
-ovs_bridge = %[6]s
-arp_responder = True
-`, bgpAddr, dpAddr, gobgpd, gobgpdPort, testAS, mplsBridge)
+	return nodeConfWith(bgpAddr, dpAddr, gobgpd, gobgpdPort, "dummy", "ovs\novs_bridge = "+mplsBridge+"\narp_responder = True")
 }
 
 // ovsSpec describes one node of the topology.

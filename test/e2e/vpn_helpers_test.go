@@ -36,8 +36,16 @@ type node struct {
 }
 
 // nodeConf is the node's bgp.conf, as an operator would write it: active
-// sessions only (gobgpd's neighbours are passive), REST API on a free port.
+// sessions only (gobgpd's neighbours are passive), REST API on a free port,
+// the dummy drivers.
 func nodeConf(bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int) string {
+	return nodeConfWith(bgpAddr, dpAddr, gobgpd, gobgpdPort, "dummy", "dummy")
+}
+
+// nodeConfWith is nodeConf with other drivers: evpn and ipvpn are the
+// dataplane_driver lines' values, each optionally followed by more lines
+// of its section.
+func nodeConfWith(bgpAddr, dpAddr, gobgpd netip.Addr, gobgpdPort int, evpn, ipvpn string) string {
 	return fmt.Sprintf(`[BGP]
 local_address = %[1]s
 peers = %[3]s
@@ -53,13 +61,13 @@ host = 127.0.0.1
 port = 0
 
 [DATAPLANE_DRIVER_EVPN]
-dataplane_driver = dummy
 dataplane_local_address = %[2]s
+dataplane_driver = %[6]s
 
 [DATAPLANE_DRIVER_IPVPN]
-dataplane_driver = dummy
 dataplane_local_address = %[2]s
-`, bgpAddr, dpAddr, gobgpd, gobgpdPort, testAS)
+dataplane_driver = %[7]s
+`, bgpAddr, dpAddr, gobgpd, gobgpdPort, testAS, evpn, ipvpn)
 }
 
 // nodeStopTimeout bounds each step of a node's shutdown.
