@@ -248,22 +248,12 @@ func (s *ribSync) classify(upd *gb.BGPUpdate, merr *gb.MessageError) (inUpdate, 
 	}
 	if in.withdrawAll || in.reachWithdrawn {
 		s.treatedAsWithdraw.Add(1)
-	} else if s.ownOriginator(v.PathAttributes) {
-		// RFC 4456 §8: a reflected route carrying our own router id as
-		// ORIGINATOR_ID is ours coming back; ignoring it must also undo
-		// an earlier version of it, hence a withdraw.
-		in.withdrawAll = true
-		s.loopsIgnored.Add(1)
-	} else if s.clusterLoop(v.PathAttributes) {
-		// RFC 4456 §8: our cluster id on CLUSTER_LIST means the route
-		// went round a reflection loop.
-		in.withdrawAll = true
-		s.loopsIgnored.Add(1)
-	} else if s.asLoop(v.PathAttributes) {
-		// RFC 4271 §9.1.2: our AS on the AS_PATH means the route went
-		// round an AS loop, e.g. our own route sent back by an eBGP peer
-		// (FRR does so by default). Like the checks above, a withdraw,
-		// which also undoes an earlier loop-free version.
+	} else if s.ownOriginator(v.PathAttributes) || s.clusterLoop(v.PathAttributes) || s.asLoop(v.PathAttributes) {
+		// A loop: our router id as ORIGINATOR_ID or our cluster id on
+		// CLUSTER_LIST (RFC 4456 §8), our AS on the AS_PATH (RFC 4271
+		// §9.1.2; an eBGP FRR sends our own routes back by default).
+		// Ignoring the route must also undo an earlier loop-free
+		// version of it, hence a withdraw.
 		in.withdrawAll = true
 		s.loopsIgnored.Add(1)
 	}
@@ -403,18 +393,8 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 		}
 	}
 	advertise := func(f bgp.Family, nlri gb.NLRI, nh netip.Addr) {
-		if nh.IsLinkLocalUnicast() {
-			// A link-local address is no tunnel endpoint (FRR sends its
-			// fe80:: as the global VPNv6 next hop unless a route map
-			// sets one): the route cannot be used, nor sent on.
-			s.log.Warn("UPDATE: NLRI with a link-local next hop treated as withdrawn", "family", bgp.FamilyName(f), "next_hop", nh.String())
-			withdraw(f, nlri)
-			nlriWithdrawn = true
-			return
-		}
-		if err := bgp.CheckLabels(nlri); err != nil {
-			// Could not be sent on unchanged: treat-as-withdraw for this
-			// NLRI alone (RFC 7606 §5.3).
+		if err := unusableNLRI(nlri, nh); err != nil {
+			// Treat-as-withdraw for this NLRI alone (RFC 7606 §5.3).
 			s.log.Warn("UPDATE: NLRI treated as withdrawn", "family", bgp.FamilyName(f), "error", err, "rfc", "7606 §5.3")
 			withdraw(f, nlri)
 			nlriWithdrawn = true
@@ -468,6 +448,17 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 		s.treatedAsWithdraw.Add(1)
 	}
 	return cs, subs, unsubs
+}
+
+// unusableNLRI says why a received NLRI can be neither used nor sent on:
+// a link-local next hop is no tunnel endpoint (FRR sends its fe80:: as the
+// global VPNv6 next hop unless a route map sets one), and some label stacks
+// GoBGP would not write back as received (bgp.CheckLabels).
+func unusableNLRI(nlri gb.NLRI, nh netip.Addr) error {
+	if nh.IsLinkLocalUnicast() {
+		return fmt.Errorf("link-local next hop %s", nh)
+	}
+	return bgp.CheckLabels(nlri)
 }
 
 // shareAttrs returns the cached attribute set equal to a, or caches a: all
