@@ -29,8 +29,9 @@ func Section(t dataplane.VPNType) string {
 
 // New builds one driver per VPN type. logger gives the logger of the
 // driver of each type (nil: logs discarded). The drivers that exist are
-// dummy (both types), linux (E-VPN) and ovs (IP-VPN, MPLS over Open
-// vSwitch, reached through the system's OVS, or the one OVS_RUNDIR names);
+// dummy (both types), linux (E-VPN) and ovs (IP-VPN: MPLS over Open
+// vSwitch; E-VPN: VXLAN on the Neutron agent's br-tun; both reach the
+// system's OVS, or the one OVS_RUNDIR names);
 // naming another one is an error, so that a daemon stops at start rather
 // than failing every attach later. Building changes nothing on the host.
 func New(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger) (map[dataplane.VPNType]dataplane.Driver, error) {
@@ -80,8 +81,9 @@ func build(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger, allo
 	for _, sec := range sections {
 		name := Section(sec.typ)
 		linuxEVPN := sec.typ == dataplane.EVPN && sec.dp.Driver == "linux"
+		ovsEVPN := sec.typ == dataplane.EVPN && sec.dp.Driver == "ovs"
 		ovsIPVPN := sec.typ == dataplane.IPVPN && sec.dp.Driver == "ovs"
-		if sec.dp.Driver != "dummy" && !linuxEVPN && !ovsIPVPN {
+		if sec.dp.Driver != "dummy" && !linuxEVPN && !ovsEVPN && !ovsIPVPN {
 			return nil, nil, fmt.Errorf("[%s] dataplane driver %s is not available yet", name, sec.dp.DriverOption)
 		}
 		// The driver shows its section, as the looking glass's config
@@ -104,6 +106,27 @@ func build(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger, allo
 				// The daemon says when BGP has settled (dataplane.Settler).
 				WaitForBGP: true,
 			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
+			}
+			out[sec.typ] = d
+			continue
+		}
+		if ovsEVPN {
+			opts, err := ovs.ParseEVPNOptions(sec.dp.Options)
+			if err != nil {
+				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
+			}
+			d, err := ovs.NewEVPN(ovs.EVPNConfig{
+				LocalAddress: sec.dp.Address(cfg.BGP),
+				Options:      opts,
+				ConfigLG:     options,
+				Logger:       log,
+			})
+			if allowAbsent && errors.Is(err, ovs.ErrBridgeNotFound) {
+				absent = append(absent, &Absent{Type: sec.typ, Err: err})
+				continue
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("[%s]: %w", name, err)
 			}

@@ -62,9 +62,15 @@ func TestNew(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("driver_not_available_yet_DATAPLANE_DRIVER_EVPN", func(t *testing.T) {
-		_, err := New(parse(t, "[DATAPLANE_DRIVER_EVPN]\ndataplane_driver = ovs\n"), nil)
-		if err == nil || err.Error() != "[DATAPLANE_DRIVER_EVPN] dataplane driver ovs is not available yet" {
+	t.Run("driver_not_available_yet_DATAPLANE_DRIVER_IPVPN", func(t *testing.T) {
+		_, err := New(parse(t, "[DATAPLANE_DRIVER_IPVPN]\ndataplane_driver = linux\n"), nil)
+		if err == nil || err.Error() != "[DATAPLANE_DRIVER_IPVPN] dataplane driver linux is not available yet" {
+			t.Errorf("error %v", err)
+		}
+	})
+	t.Run("dataplanes_§8_ovs_E-VPN_option_errors_name_the_section_and_option", func(t *testing.T) {
+		_, err := New(parse(t, "[DATAPLANE_DRIVER_EVPN]\ndataplane_driver = ovs\novs_bridge = br tun\n"), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "[DATAPLANE_DRIVER_EVPN]: ovs_bridge: ") {
 			t.Errorf("error %v", err)
 		}
 	})
