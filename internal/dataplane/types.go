@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -451,4 +452,44 @@ func KernelRelease() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// StitchLinkMTU is the MTU of both ends of a stitching link: far above any
+// frame the EVI or the VRF carries, so that the link never limits them.
+// The original used 65535 (dataplanes §1.5), which Open vSwitch's userspace
+// datapath does not survive: on a port whose MTU is above 65511, OVS 3.1
+// receives frames it then forwards with a corrupted payload (seen over
+// MPLS in GRE in test/e2e's stitching test, pinging fails from 65512 on).
+const StitchLinkMTU = 65000
+
+// StitchLinker is an E-VPN Driver that makes the devices of the link
+// stitching an EVI into a VRF (vpn-and-api §3.7, dataplanes §1.5): a pair
+// whose end eviIf is the EVI's gateway port (SetGatewayPort) and whose end
+// vrfIf is the linuxif of the VRF's endpoints. The VPN layer calls
+// CreateStitchLink before SetGatewayPort, and DeleteStitchLink after
+// GatewayPortDown, once the VRF has no endpoint left on vrfIf, when a
+// failed attach undoes the stitching, and when the VRF stops. An E-VPN
+// driver without it makes no device (the dummy one): the VPN layer then
+// only names the two ends. Safe for concurrent use.
+type StitchLinker interface {
+	// CreateStitchLink makes the pair, both ends up with StitchLinkMTU.
+	// A pair of these names the driver made earlier (a previous run of the
+	// daemon) is adopted as it is; another device of either name left by
+	// bagpipe is deleted first. Names are interface names: at most 15
+	// bytes. On error nothing of the pair is left.
+	CreateStitchLink(ctx context.Context, eviIf, vrfIf string) error
+	// DeleteStitchLink deletes the pair whose EVI end is eviIf. Deleting
+	// an absent pair succeeds.
+	DeleteStitchLink(ctx context.Context, eviIf string) error
+}
+
+// AsStitchLinker returns d as a StitchLinker, looking through the Lazy
+// wrapper the VPN layer puts around every driver; false when d makes no
+// stitching devices.
+func AsStitchLinker(d Driver) (StitchLinker, bool) {
+	if l, ok := d.(*Lazy); ok {
+		d = l.Driver
+	}
+	s, ok := d.(StitchLinker)
+	return s, ok
 }

@@ -191,42 +191,6 @@ func (e *evi) cleanup(_ context.Context, assist bool) {
 	e.gateway = nil
 }
 
-// claimGateway stitches the EVI into vrf through linuxif (§3.7), on the
-// EVI's goroutine: refused when the EVI is stitched into another VRF;
-// idempotent for the same VRF and port.
-func (in *instance) claimGateway(ctx context.Context, vrf *instance, linuxif string, gatewayIP netip.Addr) error {
-	return in.do(ctx, newOp(ctx, false, func(ctx context.Context, in *instance) error {
-		e, ok := in.kind.(*evi)
-		if !ok || e.dp == nil {
-			return inputErrorf("Instance %s is not an EVPN instance", in.ext)
-		}
-		if g := e.gateway; g != nil && (g.vrf != vrf || g.linuxif != linuxif) {
-			return inputErrorf("EVPN instance %s already has a gateway port (%s, stitched into %s)", in.ext, g.linuxif, g.vrf.ext)
-		}
-		if err := e.dp.SetGatewayPort(ctx, linuxif, gatewayIP); err != nil {
-			return fmt.Errorf("stitch %s into %s: %w", in.ext, vrf.ext, err)
-		}
-		e.gateway = &gatewayPort{linuxif: linuxif, vrf: vrf}
-		return nil
-	}))
-}
-
-// releaseGateway undoes claimGateway, if vrf still holds the EVI's
-// gateway port.
-func (in *instance) releaseGateway(ctx context.Context, vrf *instance) error {
-	return in.do(ctx, newOp(ctx, false, func(ctx context.Context, in *instance) error {
-		e, ok := in.kind.(*evi)
-		if !ok || e.gateway == nil || e.gateway.vrf != vrf {
-			return nil
-		}
-		if err := e.dp.GatewayPortDown(ctx, e.gateway.linuxif); err != nil {
-			return fmt.Errorf("unstitch %s from %s: %w", in.ext, vrf.ext, err)
-		}
-		e.gateway = nil
-		return nil
-	}))
-}
-
 // usable is the part of r's encapsulations the driver can use; empty means
 // r must be ignored.
 func (e *evi) usable(r *bgp.Route) []dataplane.Encap {

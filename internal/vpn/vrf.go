@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -60,13 +59,6 @@ type defaultKey struct {
 type redirectUse struct {
 	rt bgp.RT
 	c  dataplane.Classifier
-}
-
-// stitching is the VRF end of a stitching with an EVI (§3.7).
-type stitching struct {
-	evi   *instance
-	eviIf string // EVI side, given to its SetGatewayPort
-	vrfIf string // VRF side: the linuxif of the VRF's endpoints
 }
 
 // vrf is the IP-VPN instance type (vpn-and-api §3.4, §3.8, §3.9).
@@ -229,80 +221,6 @@ func (v *vrf) check(p AttachParams, _ netip.Prefix) error {
 		return inputErrorf("Missing parameter: 'ip_address'")
 	}
 	return nil
-}
-
-// prepare stitches the EVI named by local_port.evpn into the VRF (§3.7):
-// the VRF's endpoint is plugged on the VRF side of the stitching link, the
-// EVI gets the other side as its gateway port. No device is created here:
-// the names are those of the original's veth pair
-// (ipvpn<vrf id>-evpn<evi id>, evpn<evi id>-ipvpn<vrf id>), and creating
-// the devices is the Linux drivers' business. With ovs_port_name, that
-// pre-plugged OVS port is the EVI side and local_port.ovs.port_name the VRF
-// side (the original crashed there, §8 #11).
-func (v *vrf) prepare(ctx context.Context, p AttachParams) (AttachParams, func(), error) {
-	s := p.LocalPort.EVPN
-	if s == nil {
-		return p, nil, nil
-	}
-	in := v.in
-	if s.ID == "" {
-		return p, nil, inputErrorf("Mandatory key 'id' is missing in local_port/evpn")
-	}
-	if p.LocalPort.LinuxIf != "" {
-		return p, nil, inputErrorf("local_port: 'linuxif' cannot be given with 'evpn'")
-	}
-	ovs := p.LocalPort.OVS
-	if s.OVSPortName != "" && (ovs == nil || !ovs.Plugged || ovs.PortName == "" && ovs.PortNumber == 0) {
-		return p, nil, inputErrorf("local_port/evpn: 'ovs_port_name' requires local_port/ovs with 'plugged' and 'port_name' or 'port_number'")
-	}
-	if st := v.stitch; st != nil {
-		if st.evi.ext != s.ID {
-			return p, nil, inputErrorf("VPN instance %s is already stitched to EVPN instance %s, cannot stitch %s", in.ext, st.evi.ext, s.ID)
-		}
-		// The same stitching again: reused as it is (§3.7).
-		p.LocalPort.LinuxIf = st.vrfIf
-		return p, nil, nil
-	}
-	evi := in.m.lookup(s.ID)
-	if evi == nil {
-		return p, nil, inputErrorf("EVPN instance %s could not be found", s.ID)
-	}
-	if evi.typ != dataplane.EVPN {
-		return p, nil, inputErrorf("Instance %s is not an EVPN instance (it is %s)", s.ID, evi.typ)
-	}
-	st := &stitching{
-		evi:   evi,
-		eviIf: fmt.Sprintf("evpn%d-ipvpn%d", evi.id, in.id),
-		vrfIf: fmt.Sprintf("ipvpn%d-evpn%d", in.id, evi.id),
-	}
-	if s.OVSPortName != "" {
-		st.eviIf = s.OVSPortName
-		if ovs.PortName != "" {
-			st.vrfIf = ovs.PortName
-		}
-	}
-	if err := evi.claimGateway(ctx, in, st.eviIf, in.create.GatewayIP); err != nil {
-		if errors.Is(err, errStopped) {
-			return p, nil, inputErrorf("EVPN instance %s could not be found", s.ID)
-		}
-		return p, nil, err
-	}
-	v.stitch = st
-	p.LocalPort.LinuxIf = st.vrfIf
-	in.log.Info("EVPN instance stitched", "evpn_instance", evi.name, "evpn_interface", st.eviIf, "interface", st.vrfIf)
-	return p, func() { v.unstitch(context.WithoutCancel(ctx)) }, nil
-}
-
-// unstitch gives the EVI its gateway port back.
-func (v *vrf) unstitch(ctx context.Context) {
-	st := v.stitch
-	if st == nil {
-		return
-	}
-	v.stitch = nil
-	if err := st.evi.releaseGateway(ctx, v.in); err != nil && !errors.Is(err, errStopped) {
-		v.in.log.Error("EVPN gateway port teardown failed", "evpn_instance", st.evi.name, "error", err)
-	}
 }
 
 // setup pushes the creation's fallback.

@@ -51,6 +51,9 @@ type Driver struct {
 	// waitBGP: grace periods start at BGPSettled (Config.WaitForBGP);
 	// settled: it has been called.
 	waitBGP, settled bool
+	// stitch are the stitching links made or adopted (stitch.go): EVI
+	// end → VRF end.
+	stitch map[string]string
 }
 
 var _ dataplane.Driver = (*Driver)(nil)
@@ -93,6 +96,7 @@ func New(cfg Config) (*Driver, error) {
 		live:    make(map[string]*instance),
 		names:   make(map[string]string),
 		waitBGP: cfg.WaitForBGP,
+		stitch:  make(map[string]string),
 	}, nil
 }
 
@@ -175,7 +179,8 @@ func (d *Driver) LocalAddress() netip.Addr { return d.local }
 func (d *Driver) Initialize(ctx context.Context) error { return ctx.Err() }
 
 // ourDevices lists the driver's devices: a bridge named evpn---* or a vxlan
-// named vxlan--*, whose alias is ours or empty.
+// named vxlan--*, whose alias is ours or empty, and the ends of the
+// stitching links (stitchOwned).
 func (d *Driver) ourDevices() ([]netlink.Link, error) {
 	links, err := retryDump(d.h.LinkList)
 	if err != nil {
@@ -191,6 +196,9 @@ func (d *Driver) ourDevices() ([]netlink.Link, error) {
 }
 
 func ours(l netlink.Link) bool {
+	if stitchOwned(l) {
+		return true
+	}
 	a := l.Attrs()
 	if !ownedAlias(a.Alias) {
 		return false
@@ -363,6 +371,9 @@ func (d *Driver) LookingGlass() dataplane.DriverInfo {
 		{Name: "vxlan_mtu", Value: d.opts.MTU},
 		{Name: "preserve_dataplane", Value: d.opts.Preserve},
 		{Name: "reconcile_grace_period", Value: d.opts.Grace.Seconds()},
+	}
+	if len(d.stitch) > 0 {
+		extra = append(extra, dataplane.LGItem{Name: "stitch_links", Value: d.stitchLGLocked()})
 	}
 	if len(d.inherited) > 0 {
 		extra = append(extra, dataplane.LGItem{Name: "devices_pending_adoption", Value: slices.Sorted(maps.Keys(d.inherited))},
