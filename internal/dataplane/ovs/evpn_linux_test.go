@@ -402,73 +402,39 @@ func evCheck(t testing.TB, what string, got, want []string) {
 }
 
 // neutronHost is a host set up as a compute node with the Neutron OVS
-// agent: the VM's port on br-int as an access port of the network's local
-// VLAN, br-int patched to br-tun, br-tun with the agent's base flows, and
-// the host's address on br-phys (the uplink: vswitchd's native tunnelling
-// needs the VTEP address on an OVS bridge's LOCAL port).
+// agent (testnet.NeutronOVS): the VM's port on br-int as an access port of
+// the network's local VLAN, br-int patched to br-tun, br-tun with the
+// agent's base flows, and the host's address on br-phys.
 type neutronHost struct {
 	*evHost
+	nt   *testnet.NeutronOVS
 	vm   *testnet.Host
 	vlan int
 }
 
-// agentCookie marks the test's stand-in for the agent's flows.
-const agentCookie = "0xa6e47"
-
 func newNeutronHost(t *testing.T, n *testnet.Net, name, addr, vmMAC, vmAddr string, vlan int) *neutronHost {
 	t.Helper()
 	ctx := t.Context()
-	h := newEVHost(t, n, name, addr)
-	o := h.ovs
-	if err := o.AddUplinkBridge(ctx, "br-phys"); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.AddBridge(ctx, "br-int"); err != nil {
-		t.Fatal(err)
-	}
-	// br-int forwards as a learning switch, VLAN by VLAN (the agent's
-	// NORMAL), the patch port being a trunk.
-	if err := o.AddFlows(ctx, "br-int", "priority=0,actions=NORMAL"); err != nil {
-		t.Fatal(err)
-	}
-	h.vsctl(t, "add-port", "br-int", "patch-tun", "--", "set", "Interface", "patch-tun", "type=patch", "options:peer=patch-int",
-		"--", "add-port", evBridge, "patch-int", "--", "set", "Interface", "patch-int", "type=patch", "options:peer=patch-tun")
-	vm, err := h.host.AddVM("vm", evpnMAC(vmMAC), netip.MustParsePrefix(vmAddr))
+	host, err := n.AddHost(name, netip.MustParsePrefix(addr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.PlugVM(ctx, "br-int", vm); err != nil {
+	o, err := host.StartOVS(ctx, t)
+	if err != nil {
 		t.Fatal(err)
 	}
-	h.vsctl(t, "set", "Port", vm.Port(), fmt.Sprintf("tag=%d", vlan))
-	patch := h.ofport(t, "patch-int")
-	// The agent's br-tun (neutron-lib table numbers, ARP responder on),
-	// minus learning and its own tunnels: from br-int (table 0) to table
-	// 2, which sends ARP broadcasts to the ARP responder (21), other
-	// unicast to 20 and other broadcast/multicast to 22; 20 and 21 fall
-	// back to flooding (22), which drops by default; 4 (tunnel to VLAN)
-	// drops by default; 10 delivers to br-int.
-	flows := []string{
-		"table=0,priority=1,in_port=PATCH,actions=goto_table:2",
-		"table=0,priority=0,actions=drop",
-		"table=2,priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff,actions=goto_table:21",
-		"table=2,priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00,actions=goto_table:20",
-		"table=2,priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=goto_table:22",
-		"table=4,priority=0,actions=drop",
-		"table=10,priority=1,actions=output:PATCH",
-		"table=20,priority=0,actions=goto_table:22",
-		"table=21,priority=0,actions=goto_table:22",
-		"table=22,priority=0,actions=drop",
-	}
-	for i, f := range flows {
-		flows[i] = "cookie=" + agentCookie + "," + strings.ReplaceAll(f, "PATCH", fmt.Sprint(patch))
-	}
-	if err := o.AddFlows(ctx, evBridge, flows...); err != nil {
+	nt, err := o.SetupNeutron(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The agent's protocols: the driver's Initialize must add 1.5.
-	h.vsctl(t, "set", "Bridge", evBridge, "protocols=OpenFlow10,OpenFlow13,OpenFlow14")
-	return &neutronHost{evHost: h, vm: vm, vlan: vlan}
+	vm, err := host.AddVM("vm", evpnMAC(vmMAC), netip.MustParsePrefix(vmAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nt.PlugVM(ctx, vm, vlan); err != nil {
+		t.Fatal(err)
+	}
+	return &neutronHost{evHost: &evHost{host: host, ovs: o}, nt: nt, vm: vm, vlan: vlan}
 }
 
 // TestOVSEVPNPing sends real packets through the driver (dataplanes §4,
@@ -598,8 +564,8 @@ func testEVPNPing(t *testing.T, pingBin string, linuxB bool) {
 		if left := h.flows(t, fmt.Sprintf("cookie=%#x/%#x", EVPNCookieTag, EVPNCookieMask)); len(left) != 0 {
 			t.Errorf("%s: flows left %q", h.host.Name(), left)
 		}
-		if agent := h.flows(t, "cookie="+agentCookie+"/-1"); len(agent) != 10 {
-			t.Errorf("%s: agent flows %q", h.host.Name(), agent)
+		if err := h.nt.CheckAgentFlows(t.Context()); err != nil {
+			t.Errorf("%s: %v", h.host.Name(), err)
 		}
 		if g := h.groups(t); len(g) != 0 {
 			t.Errorf("%s: groups left %q", h.host.Name(), g)
@@ -624,7 +590,7 @@ func (h *neutronHost) instance(t *testing.T) *evi {
 		t.Fatal(err)
 	}
 	p := dataplane.Port{MAC: h.vm.MAC(), IP: h.vm.Addr(), Direction: dataplane.DirectionBoth,
-		LocalPort: dataplane.LocalPort{LinuxIf: fmt.Sprintf("patch2tun:%d", h.vlan), VLAN: h.vlan}}
+		LocalPort: dataplane.LocalPort{LinuxIf: testnet.NeutronLinuxIf(h.vlan), VLAN: h.vlan}}
 	if err := inst.(*evi).VifPlugged(ctx, p); err != nil {
 		t.Fatal(err)
 	}
@@ -684,8 +650,8 @@ func used(t *testing.T, h *evHost, match string) uint64 {
 	return n
 }
 
-// firstVXLAN reads the capture until a VXLAN packet (UDP port 4789) whose
-// inner frame is wanted, and returns its VNI and inner frame.
+// firstVXLAN reads the capture until a VXLAN packet whose inner frame is
+// wanted, and returns its VNI and inner frame.
 func firstVXLAN(ctx context.Context, c *testnet.Capture, wanted func(inner []byte) bool) (uint32, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -694,29 +660,8 @@ func firstVXLAN(ctx context.Context, c *testnet.Capture, wanted func(inner []byt
 		if err != nil {
 			return 0, nil, fmt.Errorf("no VXLAN packet on the fabric: %w", err)
 		}
-		if vni, inner, ok := parseVXLAN(frame); ok && wanted(inner) {
-			return vni, inner, nil
+		if v, ok := testnet.ParseVXLAN(frame); ok && wanted(v.Inner) {
+			return v.VNI, v.Inner, nil
 		}
 	}
-}
-
-// parseVXLAN finds the VNI and inner frame of an Ethernet/IPv4/UDP 4789
-// frame.
-func parseVXLAN(f []byte) (uint32, []byte, bool) {
-	if len(f) < 14 || binary.BigEndian.Uint16(f[12:14]) != 0x0800 {
-		return 0, nil, false
-	}
-	ip := f[14:]
-	if len(ip) < 20 || ip[9] != 17 {
-		return 0, nil, false
-	}
-	udp := ip[int(ip[0]&0x0f)*4:]
-	if len(udp) < 16 || binary.BigEndian.Uint16(udp[2:4]) != 4789 {
-		return 0, nil, false
-	}
-	vx := udp[8:]
-	if vx[0]&0x08 == 0 {
-		return 0, nil, false
-	}
-	return binary.BigEndian.Uint32(vx[4:8]) >> 8, vx[8:], true
 }
