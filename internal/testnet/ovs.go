@@ -101,8 +101,11 @@ type OVS struct {
 	env  []string
 	bins ovsBins
 
-	db, vswitchd *Process
-	vswitchdCtl  string
+	db *Process
+
+	vmu         sync.Mutex // guards vswitchd and vswitchdCtl (StartVSwitchd replaces them)
+	vswitchd    *Process
+	vswitchdCtl string
 
 	stopOnce sync.Once
 	stopErr  error
@@ -249,7 +252,13 @@ func (o *OVS) start(ctx context.Context) error {
 		}
 	}
 
-	o.vswitchd, err = o.startDaemon(o.bins.vswitchd, "unix:"+o.DBSocket(),
+	return o.startVSwitchd(ctx)
+}
+
+// startVSwitchd starts ovs-vswitchd on the database and waits until it
+// has applied it.
+func (o *OVS) startVSwitchd(ctx context.Context) error {
+	p, err := o.startDaemon(o.bins.vswitchd, "unix:"+o.DBSocket(),
 		"--pidfile="+filepath.Join(o.dir, "ovs-vswitchd.pid"),
 		"--log-file="+filepath.Join(o.dir, "ovs-vswitchd.log"),
 		"-vconsole:off", "--no-chdir")
@@ -259,14 +268,58 @@ func (o *OVS) start(ctx context.Context) error {
 	// The default control socket name, which `ovs-appctl -t ovs-vswitchd`
 	// finds through OVS_RUNDIR too. `ip netns exec` runs the daemon in
 	// place, so the PID is its own.
-	o.vswitchdCtl = filepath.Join(o.dir, "ovs-vswitchd."+strconv.Itoa(o.vswitchd.PID())+".ctl")
-	if err := o.waitFile(ctx, o.vswitchd, o.vswitchdCtl, "ovs-vswitchd.log"); err != nil {
+	ctl := filepath.Join(o.dir, "ovs-vswitchd."+strconv.Itoa(p.PID())+".ctl")
+	o.vmu.Lock()
+	o.vswitchd, o.vswitchdCtl = p, ctl
+	o.vmu.Unlock()
+	if err := o.waitFile(ctx, p, ctl, "ovs-vswitchd.log"); err != nil {
 		return err
 	}
 	// Without --no-wait, ovs-vsctl returns once vswitchd has applied the
 	// database (cur_cfg caught up with next_cfg): it is ready for bridges.
 	if _, err := o.Vsctl(ctx, "init"); err != nil {
 		return fmt.Errorf("%w%s", err, o.logTail("ovs-vswitchd.log"))
+	}
+	return nil
+}
+
+// StopVSwitchd stops ovs-vswitchd alone, by PID (SIGTERM, then SIGKILL),
+// as when it crashes or is restarted: ovsdb-server, the database and the
+// directory stay, and so do the bridges' kernel-side devices until
+// vswitchd is back; the OpenFlow tables are lost (vswitchd keeps them in
+// memory only). StartVSwitchd starts it again.
+func (o *OVS) StopVSwitchd() error {
+	o.vmu.Lock()
+	p := o.vswitchd
+	o.vmu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if err := p.Stop(); err != nil {
+		return fmt.Errorf("testnet: stop ovs-vswitchd in %s: %w", o.host.name, err)
+	}
+	return nil
+}
+
+// StartVSwitchd starts ovs-vswitchd again after StopVSwitchd, on the same
+// database (the bridges and ports come back, with their OpenFlow port
+// numbers; the flows do not), and returns once it has applied the
+// database.
+func (o *OVS) StartVSwitchd(ctx context.Context) error {
+	o.vmu.Lock()
+	p := o.vswitchd
+	o.vmu.Unlock()
+	if p != nil {
+		select {
+		case <-p.Done():
+		default:
+			return fmt.Errorf("testnet: ovs-vswitchd in %s is running", o.host.name)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, ovsStartWait)
+	defer cancel()
+	if err := o.startVSwitchd(ctx); err != nil {
+		return fmt.Errorf("testnet: restart ovs-vswitchd in %s: %w", o.host.name, err)
 	}
 	return nil
 }
@@ -327,7 +380,10 @@ func (o *OVS) Stop() error {
 		var errs []error
 		// vswitchd first: it must not see its database vanish and log
 		// reconnection attempts.
-		for _, p := range []*Process{o.vswitchd, o.db} {
+		o.vmu.Lock()
+		vswitchd := o.vswitchd
+		o.vmu.Unlock()
+		for _, p := range []*Process{vswitchd, o.db} {
 			if p != nil {
 				errs = append(errs, p.Stop())
 			}
@@ -365,10 +421,18 @@ func (o *OVS) DBSocket() string { return filepath.Join(o.dir, "db.sock") }
 func (o *OVS) MgmtSocket(bridge string) string { return filepath.Join(o.dir, bridge+".mgmt") }
 
 // VSwitchdCtl is the path of ovs-vswitchd's control socket (ovs-appctl -t).
-func (o *OVS) VSwitchdCtl() string { return o.vswitchdCtl }
+func (o *OVS) VSwitchdCtl() string {
+	o.vmu.Lock()
+	defer o.vmu.Unlock()
+	return o.vswitchdCtl
+}
 
 // VSwitchd and DBServer are the daemons' processes.
-func (o *OVS) VSwitchd() *Process { return o.vswitchd }
+func (o *OVS) VSwitchd() *Process {
+	o.vmu.Lock()
+	defer o.vmu.Unlock()
+	return o.vswitchd
+}
 
 // DBServer is ovsdb-server's process.
 func (o *OVS) DBServer() *Process { return o.db }
@@ -390,7 +454,7 @@ func (o *OVS) Ofctl(ctx context.Context, stdin string, args ...string) (string, 
 
 // Appctl runs `ovs-appctl -t <VSwitchdCtl> args...` against ovs-vswitchd.
 func (o *OVS) Appctl(ctx context.Context, args ...string) (string, error) {
-	return o.run(ctx, "", o.bins.appctl, append([]string{"-t", o.vswitchdCtl}, args...)...)
+	return o.run(ctx, "", o.bins.appctl, append([]string{"-t", o.VSwitchdCtl()}, args...)...)
 }
 
 // run runs an ovs-* program with the instance's environment, in the

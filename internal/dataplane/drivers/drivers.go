@@ -143,6 +143,8 @@ func build(cfg *config.Config, logger func(dataplane.VPNType) *slog.Logger, allo
 				Options:      opts,
 				ConfigLG:     options,
 				Logger:       log,
+				// The daemon says when BGP has settled (dataplane.Settler).
+				WaitForBGP: true,
 			})
 			if allowAbsent && errors.Is(err, ovs.ErrBridgeNotFound) {
 				absent = append(absent, &Absent{Type: sec.typ, Err: err})

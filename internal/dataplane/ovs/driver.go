@@ -84,9 +84,15 @@ type Config struct {
 	// Logger receives state changes (Info) and per-flow detail (Debug);
 	// nil discards them.
 	Logger *slog.Logger
-	// Applied, when set, is called for each remote-route change the
-	// driver's writer has sent to OVS, once ovs-ofctl has returned (OVS
-	// has then committed the bundle, or refused it: RouteApplied.Err),
+	// WaitForBGP starts the reconcile grace period when BGPSettled is
+	// called (the daemon calls it once every peer has sent End-of-RIB)
+	// instead of at adoption, so that what was inherited from the previous
+	// run is kept while BGP is still down (dataplanes §9 #57).
+	WaitForBGP bool
+	// Applied, when set, is called for each attempt at a remote-route
+	// change the driver's writer has sent to OVS, once OVS has committed
+	// the bundle or refused it (RouteApplied.Err; the change is then
+	// tried again later),
 	// from the writer's goroutine: it must return quickly and not call the
 	// driver. Benchmarks and tests time route programming with it; a
 	// dump-flows poll costs an ovs-ofctl run (several ms) per look.
@@ -119,9 +125,26 @@ type Driver struct {
 	// free one starts.
 	groups    map[uint32]struct{}
 	nextGroup uint32
-	// live are the instances not cleaned up, by internal id.
-	live    map[uint32]*vrf
-	lastErr string
+	// live are the instances not cleaned up, by dataplane id (did): the
+	// id in their cookies and reg0 values, which is the VPN layer's
+	// internal id unless a previous run gave the VRF another one
+	// (reconcile.go) or it is taken. vpnIDs maps the VPN layer's ids to
+	// dids: the live instances', and those redirections named before
+	// their instance existed (reserved). didOwner holds every did in use
+	// (live, reserved, persisted or found on the bridge) with its VRF's
+	// external id ("" when unknown); dids are the persisted dids by
+	// external id.
+	live     map[uint32]*vrf
+	vpnIDs   map[uint32]uint32
+	didOwner map[uint32]string
+	dids     map[string]uint32
+	lastErr  string
+	// waitBGP: the grace period starts at BGPSettled; settled: it has
+	// been called.
+	waitBGP, settled bool
+
+	// rc is what a previous run left (preserve_dataplane).
+	rc reconcile
 
 	// w writes the remote routes (writer.go); applied is Config.Applied.
 	w       writer
@@ -161,6 +184,11 @@ func New(cfg Config) (*Driver, error) {
 		of = &ofNative{path: path, fb: of.(*ofctl), timeout: ofctlTimeout, log: discardIfNil(cfg.Logger)}
 	}
 	d := newDriver(cfg, &vsctl{bin: vsctlBin, db: cfg.DB, bridgeName: cfg.Options.Bridge, timeout: vsctlTimeout}, of, nb)
+	if n, ok := of.(*ofNative); ok {
+		// A lost connection may be a restarted ovs-vswitchd, whose tables
+		// start empty: the writer then writes everything again.
+		n.onLost = d.requestResync
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, ofctlBin, "--version").Output(); err == nil {
@@ -188,19 +216,24 @@ func newDriver(cfg Config, db database, of openflow, nb neighbours) *Driver {
 		cfgLG = map[string]any{"dataplane_driver": "ovs", OptBridge: cfg.Options.Bridge}
 	}
 	d := &Driver{
-		local:   cfg.LocalAddress,
-		opts:    cfg.Options,
-		cfgLG:   cfgLG,
-		kernel:  dataplane.KernelRelease(),
-		log:     log.With("vpn_type", string(dataplane.IPVPN)),
-		db:      db,
-		of:      of,
-		nb:      nb,
-		groups:  make(map[uint32]struct{}),
-		live:    make(map[uint32]*vrf),
-		applied: cfg.Applied,
+		local:    cfg.LocalAddress,
+		opts:     cfg.Options,
+		cfgLG:    cfgLG,
+		kernel:   dataplane.KernelRelease(),
+		log:      log.With("vpn_type", string(dataplane.IPVPN)),
+		db:       db,
+		of:       of,
+		nb:       nb,
+		groups:   make(map[uint32]struct{}),
+		live:     make(map[uint32]*vrf),
+		vpnIDs:   make(map[uint32]uint32),
+		didOwner: make(map[uint32]string),
+		dids:     make(map[string]uint32),
+		waitBGP:  cfg.WaitForBGP,
+		applied:  cfg.Applied,
 	}
 	d.w.init()
+	d.rc.init()
 	return d
 }
 
@@ -361,7 +394,7 @@ func (d *Driver) reset(ctx context.Context) error {
 	for _, id := range ids {
 		b.delGroup(id)
 	}
-	if err := d.of.bundle(ctx, b.lines()); err != nil {
+	if err := d.bundle(ctx, b.lines()); err != nil {
 		return d.failLocked(fmt.Errorf("reset ovs IP-VPN dataplane: %w", err))
 	}
 	// Group ids stay allocated to the routes that hold them until these
@@ -381,6 +414,29 @@ func (d *Driver) reset(ctx context.Context) error {
 	}
 	if err := d.db.apply(ctx, ops...); err != nil {
 		return d.failLocked(fmt.Errorf("reset ovs IP-VPN dataplane: delete ports %s: %w", strings.Join(names, ", "), err))
+	}
+	// The persisted dids of VRFs not alive go with their flows.
+	var keys []dbOp
+	for k := range br.externalIDs {
+		s, ok := strings.CutPrefix(k, didKeyPrefix)
+		n, err := strconv.ParseUint(s, 10, 32)
+		if ok && (err != nil || d.live[uint32(n)] == nil) {
+			keys = append(keys, dbOp{kind: opDelBridgeKey, key: k})
+		}
+	}
+	if err := d.db.apply(ctx, keys...); err != nil {
+		return d.failLocked(fmt.Errorf("reset ovs IP-VPN dataplane: remove %s* keys: %w", didKeyPrefix, err))
+	}
+	d.rc.mu.Lock()
+	d.rc.clearLocked()
+	d.rc.mu.Unlock()
+	for did, ext := range d.didOwner {
+		if d.live[did] == nil && ext != "" {
+			delete(d.didOwner, did)
+			if d.dids[ext] == did {
+				delete(d.dids, ext)
+			}
+		}
 	}
 	d.log.Info("ovs IP-VPN dataplane reset", "bridge", d.opts.Bridge, "groups", len(ids), "ports", names)
 	return nil
@@ -475,24 +531,50 @@ func (d *Driver) initializeLocked(ctx context.Context) error {
 			return fmt.Errorf("no MAC address for %s %s or bridge %s", OptMPLSInterface, mplsName, d.opts.Bridge)
 		}
 	}
-	var b bundle
-	b.delCookie(baseCookie, ^uint64(0))
-	b.addFlow(tunnelInputFlow(d.opts, d.mplsPort, true))
 	if d.opts.VXLANEncap {
 		vx, err := d.bridgePort(ctx, VXLANTunnel)
 		if err != nil {
 			return err
 		}
 		d.vxlanPort = vx.ofport
-		b.addFlow(tunnelInputFlow(d.opts, d.vxlanPort, false))
 	}
-	if err := d.of.bundle(ctx, b.lines()); err != nil {
+	var b bundle
+	base := d.baseFlowsLocked()
+	if kept := d.inheritedBase(); kept != nil {
+		// Adopted: the base flows are added again in place (traffic from
+		// the tunnels never stops), the others deleted.
+		want := map[flowKey]bool{}
+		for _, f := range base {
+			want[f.key()] = true
+		}
+		for _, f := range kept {
+			if !want[f.key()] {
+				b.delFlow(f)
+			}
+		}
+	} else {
+		b.delCookie(baseCookie, ^uint64(0))
+	}
+	for _, f := range base {
+		b.addFlow(f)
+	}
+	if err := d.bundle(ctx, b.lines()); err != nil {
 		return fmt.Errorf("base flows: %w", err)
 	}
 	d.ready = true
 	d.log.Info("ovs IP-VPN dataplane initialized", "bridge", d.opts.Bridge, "datapath_type", br.datapathType,
 		"mpls_port", mplsName, "mpls_ofport", d.mplsPort, "vxlan_ofport", d.vxlanPort)
 	return nil
+}
+
+// baseFlowsLocked are the driver's flows of no VRF: what arrives from the
+// tunnels goes to encap_in (d.mu held).
+func (d *Driver) baseFlowsLocked() []flow {
+	flows := []flow{tunnelInputFlow(d.opts, d.mplsPort, true)}
+	if d.opts.VXLANEncap {
+		flows = append(flows, tunnelInputFlow(d.opts, d.vxlanPort, false))
+	}
+	return flows
 }
 
 // bridgePort reads a port that must be in the bridge with an ofport.
@@ -527,31 +609,112 @@ func (d *Driver) NewInstance(ctx context.Context, cfg dataplane.InstanceConfig) 
 	if cfg.ID == 0 {
 		return nil, fmt.Errorf("ovs IP-VPN dataplane: instance %s: internal id 0 is reserved", cfg.ExternalID)
 	}
-	if cfg.GatewayIP.IsValid() && !cfg.GatewayIP.Is4() {
-		return nil, fmt.Errorf("ovs IP-VPN dataplane: instance %s: gateway %s: IPv6 is not supported by this driver", cfg.ExternalID, cfg.GatewayIP)
+	if cfg.GatewayIP.Zone() != "" {
+		return nil, fmt.Errorf("ovs IP-VPN dataplane: instance %s: gateway %s: no zone expected", cfg.ExternalID, cfg.GatewayIP)
 	}
+	cfg.GatewayIP = cfg.GatewayIP.Unmap()
 	d.mu.Lock()
 	if !d.ready {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("ovs IP-VPN dataplane: instance %s: the driver is not initialized", cfg.ExternalID)
 	}
-	if _, dup := d.live[cfg.ID]; dup {
+	if did, ok := d.vpnIDs[cfg.ID]; ok && d.live[did] != nil {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("ovs IP-VPN dataplane: instance id %d already exists", cfg.ID)
 	}
-	v := newVRF(d, cfg)
-	d.live[cfg.ID] = v
+	did := d.didLocked(cfg)
+	persisted := d.dids[cfg.ExternalID] == did
+	v := newVRF(d, cfg, did)
+	d.live[did] = v
+	d.vpnIDs[cfg.ID] = did
+	d.didOwner[did] = cfg.ExternalID
+	d.dids[cfg.ExternalID] = did
 	d.mu.Unlock()
-	var b bundle
-	b.delCookie(v.cookie, ^uint64(0))
-	if err := d.of.bundle(ctx, b.lines()); err != nil {
-		d.mu.Lock()
-		delete(d.live, cfg.ID)
-		d.mu.Unlock()
-		return nil, fmt.Errorf("ovs IP-VPN dataplane: instance %s: %w", cfg.ExternalID, err)
+	adopted := d.hasInherited(did)
+	if !adopted {
+		// Nothing of a previous run to keep: flows a crashed run left
+		// under the cookie go (there should be none).
+		var b bundle
+		b.delCookie(v.cookie, ^uint64(0))
+		if err := d.bundle(ctx, b.lines()); err != nil {
+			d.forget(v)
+			return nil, fmt.Errorf("ovs IP-VPN dataplane: instance %s: %w", cfg.ExternalID, err)
+		}
 	}
-	v.log.Info("IP-VPN instance dataplane ready", "cookie", fmt.Sprintf("%#x", v.cookie))
+	if d.opts.Preserve && !persisted {
+		// Kept in the bridge for the next run (see reconcile.go). A
+		// failure costs the preservation of this VRF only: logged.
+		err := d.db.apply(ctx, dbOp{kind: opSetBridgeKey, key: didKeyPrefix + strconv.FormatUint(uint64(did), 10), value: cfg.ExternalID})
+		if err != nil {
+			v.log.Warn("dataplane id not recorded in the bridge: a restart will not preserve this VRF", "error", err)
+		}
+	}
+	v.log.Info("IP-VPN instance dataplane ready", "cookie", fmt.Sprintf("%#x", v.cookie), "adopted", adopted)
 	return v, nil
+}
+
+// didLocked picks the dataplane id of a new VRF (d.mu held): the one a
+// redirection reserved for its VPN id, else the one a previous run gave
+// it, else its VPN id, else the lowest free one.
+func (d *Driver) didLocked(cfg dataplane.InstanceConfig) uint32 {
+	if did, ok := d.vpnIDs[cfg.ID]; ok {
+		return did
+	}
+	if did, ok := d.dids[cfg.ExternalID]; ok && d.live[did] == nil && d.didOwner[did] == cfg.ExternalID {
+		return did
+	}
+	return d.freeDIDLocked(cfg.ID)
+}
+
+// freeDIDLocked is hint when no VRF uses it, else the lowest free did
+// (d.mu held).
+func (d *Driver) freeDIDLocked(hint uint32) uint32 {
+	free := func(did uint32) bool {
+		_, used := d.didOwner[did]
+		return did != 0 && !used && d.live[did] == nil
+	}
+	if free(hint) {
+		return hint
+	}
+	did := uint32(1)
+	for !free(did) {
+		did++
+	}
+	return did
+}
+
+// targetDID is the did of the VRF with VPN id vpnID, reserved now when it
+// does not exist yet (a redirection may name it first).
+func (d *Driver) targetDID(vpnID uint32) uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if did, ok := d.vpnIDs[vpnID]; ok {
+		return did
+	}
+	did := d.freeDIDLocked(vpnID)
+	d.vpnIDs[vpnID] = did
+	d.didOwner[did] = ""
+	return did
+}
+
+// inheritedBase are the base flows a previous run left, when the driver
+// adopted its state; nil otherwise.
+func (d *Driver) inheritedBase() []flow {
+	d.rc.mu.Lock()
+	defer d.rc.mu.Unlock()
+	in := d.rc.stale[0]
+	if in == nil {
+		return nil
+	}
+	return slices.Collect(maps.Values(in.flows))
+}
+
+// hasInherited says whether a previous run left state under did.
+func (d *Driver) hasInherited(did uint32) bool {
+	d.rc.mu.Lock()
+	defer d.rc.mu.Unlock()
+	_, ok := d.rc.stale[did]
+	return ok
 }
 
 // tunnels are the ports and MAC routes use.
@@ -587,15 +750,40 @@ func (d *Driver) allocGroup() (uint32, error) {
 func (d *Driver) releaseGroups(ids ...uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.rc.mu.Lock()
+	defer d.rc.mu.Unlock()
 	for _, id := range ids {
+		if d.rc.claimed[id] {
+			// An inherited group a route took and let go before writing
+			// it: still on the bridge, swept as stale.
+			delete(d.rc.claimed, id)
+			d.rc.staleGroups[id] = 0
+			continue
+		}
 		delete(d.groups, id)
 	}
 }
 
-func (d *Driver) forget(id uint32) {
+// forget drops a VRF that is gone: its dids and its persisted entry.
+func (d *Driver) forget(v *vrf) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.live, id)
+	delete(d.live, v.id)
+	if d.vpnIDs[v.cfg.ID] == v.id {
+		delete(d.vpnIDs, v.cfg.ID)
+	}
+	delete(d.didOwner, v.id)
+	persisted := d.dids[v.cfg.ExternalID] == v.id
+	if persisted {
+		delete(d.dids, v.cfg.ExternalID)
+	}
+	d.mu.Unlock()
+	if persisted && d.opts.Preserve {
+		ctx, cancel := context.WithTimeout(context.Background(), vsctlTimeout)
+		defer cancel()
+		if err := d.db.apply(ctx, dbOp{kind: opDelBridgeKey, key: didKeyPrefix + strconv.FormatUint(uint64(v.id), 10)}); err != nil {
+			v.log.Warn("dataplane id not removed from the bridge", "error", err)
+		}
+	}
 }
 
 // LookingGlass implements dataplane.Driver: the original's items (bridge,
@@ -626,19 +814,45 @@ func (d *Driver) LookingGlass() dataplane.DriverInfo {
 		{Name: "tables", Value: d.tablesLG()},
 		{Name: "initialized", Value: d.ready},
 		{Name: "groups_in_use", Value: len(d.groups)},
+		{Name: "preserve_dataplane", Value: d.opts.Preserve},
+		{Name: "reconcile_grace_period", Value: d.opts.Grace.Seconds()},
 	}
 	if d.lastErr != "" {
 		extra = append(extra, dataplane.LGItem{Name: "last_error", Value: d.lastErr})
 	}
+	live := slices.Collect(maps.Values(d.live))
 	d.mu.Unlock()
+	failing := 0
+	for _, v := range live {
+		v.mu.Lock()
+		failing += len(v.failing)
+		v.mu.Unlock()
+	}
 	d.w.mu.Lock()
-	extra = append(extra, dataplane.LGItem{Name: "route_writer", Value: map[string]any{
+	rw := map[string]any{
 		"bundles":          d.w.batches,
 		"route_changes":    d.w.changes,
 		"refused":          d.w.failed,
+		"retries":          d.w.retries,
+		"routes_failing":   failing,
 		"instances_queued": len(d.w.queue),
-	}})
+		"resyncs":          d.w.resyncs,
+		"resync_pending":   d.w.resync,
+	}
+	if d.w.resyncErr != "" {
+		rw["resync_error"] = d.w.resyncErr
+	}
+	sweepAt := d.w.sweepAt
 	d.w.mu.Unlock()
+	extra = append(extra, dataplane.LGItem{Name: "route_writer", Value: rw})
+	if flows, groups, ports := d.rc.counts(); flows+groups+ports > 0 {
+		at := "after BGP has settled"
+		if !sweepAt.IsZero() {
+			at = sweepAt.UTC().Format(time.RFC3339)
+		}
+		extra = append(extra, dataplane.LGItem{Name: "inherited_pending", Value: map[string]any{
+			"flows": flows, "groups": groups, "ports": ports, "sweep_at": at}})
+	}
 	extra = append(extra, dataplane.LGItem{Name: "flows", Value: d.flowsLG(CookieTag, CookieMask)})
 	return dataplane.DriverInfo{
 		Name:            Name,

@@ -222,6 +222,7 @@ func TestPlug(t *testing.T) {
 	t.Run("dataplanes_§9_#30_port_plug", func(t *testing.T) {
 		r := newRig(t, DefaultOptions())
 		v := r.vrf(7)
+		txs := len(r.db.txs)
 		if err := v.VifPlugged(t.Context(), port(macVM1, vmIP, "vm1", 16, dataplane.DirectionBoth)); err != nil {
 			t.Fatal(err)
 		}
@@ -230,8 +231,8 @@ func TestPlug(t *testing.T) {
 			fmt.Sprintf("flow add table=0,cookie=0xba6f000000000007,priority=36864,arp,in_port=%d actions=move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15],set_field:0->in_port,set_field:0x7->reg0,resubmit(,2)", r.vm1),
 			fmt.Sprintf("flow add table=1,cookie=0xba6f000000000007,priority=36864,mpls,mpls_label=16,mpls_bos=1 actions=pop_mpls:0x0800,set_field:00:00:5e:00:43:64->eth_src,set_field:02:00:00:00:01:01->eth_dst,output:%d", r.vm1),
 		})
-		if len(r.db.txs) != 1 {
-			t.Errorf("OVSDB changed for a port already in the bridge: %v", r.db.txs[1:])
+		if len(r.db.txs) != txs {
+			t.Errorf("OVSDB changed for a port already in the bridge: %v", r.db.txs[txs:])
 		}
 		t.Run("idempotent", func(t *testing.T) {
 			if err := v.VifPlugged(t.Context(), port(macVM1, vmIP, "vm1", 16, dataplane.DirectionBoth)); err != nil {
@@ -443,7 +444,6 @@ func TestPlug(t *testing.T) {
 		v := r.vrf(7)
 		for name, p := range map[string]dataplane.Port{
 			"short MAC": port(net.HardwareAddr{1, 2}, vmIP, "vm1", 16, dataplane.DirectionBoth),
-			"IPv6":      port(macVM1, netip.MustParseAddr("2001:db8::2"), "vm1", 16, dataplane.DirectionBoth),
 			"label":     port(macVM1, vmIP, "vm1", 1<<20, dataplane.DirectionBoth),
 			"direction": port(macVM1, vmIP, "vm1", 16, "sideways"),
 			"name":      port(macVM1, vmIP, "vm 1", 16, dataplane.DirectionBoth),
@@ -622,35 +622,41 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("group %s", g)
 		}
 	})
-	t.Run("a_change_OVS_refuses_leaves_no_state,_frees_the_group_id_and_shows_in_the_looking_glass", func(t *testing.T) {
+	t.Run("a_change_OVS_refuses_stays_wanted,_holds_its_group_id_and_shows_in_the_looking_glass", func(t *testing.T) {
 		r := newRig(t, DefaultOptions())
+		r.backoff(time.Hour, time.Hour)
 		v := r.vrf(7)
-		r.of.fail = func([]string) error { return errors.New("ovs-ofctl bundle: OFPBAC_BAD_OUT_GROUP injected") }
+		r.of.setFail(func([]string) error { return errors.New("ovs-ofctl bundle: OFPBAC_BAD_OUT_GROUP injected") })
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatalf("the call failed, not the write: %v", err)
 		}
 		r.flush()
-		r.of.fail = nil
-		if len(r.d.groups) != 0 || len(v.prefixes) != 0 || len(v.installed) != 0 {
+		r.of.setFail(nil)
+		if len(r.d.groups) != 1 || len(v.prefixes) != 1 || len(v.installed) != 0 {
 			t.Errorf("state after failure: groups %v prefixes %v installed %v", r.d.groups, v.prefixes, v.installed)
 		}
 		lg := lgItems(v.LookingGlass())
 		if e, _ := lg["last_error"].(string); !strings.Contains(e, "route 203.0.113.0/24 in net7: ovs-ofctl bundle: OFPBAC_BAD_OUT_GROUP injected") {
 			t.Errorf("last_error %q", e)
 		}
-		if routes := lg["routes"].(map[string]any); fmt.Sprint(routes["refused"]) != "[203.0.113.0/24]" || routes["installed"] != 0 {
+		routes := lg["routes"].(map[string]any)
+		f, _ := routes["failures"].(map[string]any)["203.0.113.0/24"].(map[string]any)
+		if fmt.Sprint(routes["refused"]) != "[203.0.113.0/24]" || routes["installed"] != 0 || f["attempts"] != 1 ||
+			!strings.Contains(fmt.Sprint(f["last_error"]), "OFPBAC_BAD_OUT_GROUP injected") || f["next_attempt"] == nil {
 			t.Errorf("looking glass routes %v", routes)
 		}
-		// BGP announces it again: the whole prefix is written.
+		rw := lgItems(r.d.LookingGlass().Extra)["route_writer"].(map[string]any)
+		if rw["refused"] != 1 || rw["routes_failing"] != 1 || rw["retries"] != 0 {
+			t.Errorf("looking glass route writer %v", rw)
+		}
+		// BGP announces it again: no change (it is wanted already), the
+		// retry writes it.
 		if err := v.SetupRemotePrefix(t.Context(), prefixRoute(remote, pe2, 17, 0)); err != nil {
 			t.Fatal(err)
 		}
 		r.flush()
-		if len(one(t, r.bundles())) != 2 {
-			t.Error("retry did not install group and flow")
-		}
-		if routes := lgItems(v.LookingGlass())["routes"].(map[string]any); fmt.Sprint(routes["refused"]) != "[]" || routes["installed"] != 1 {
-			t.Errorf("looking glass routes after the retry %v", routes)
+		if b := r.bundles(); len(b) != 0 {
+			t.Errorf("the repeated announcement wrote %q", b)
 		}
 	})
 	t.Run("hash_options", func(t *testing.T) {
@@ -670,10 +676,10 @@ func TestRoutes(t *testing.T) {
 		r := newRig(t, DefaultOptions())
 		v := r.vrf(7)
 		for name, rp := range map[string]dataplane.RemotePrefix{
-			"IPv6 prefix":   prefixRoute(netip.MustParsePrefix("2001:db8::/64"), pe2, 17, 0),
-			"IPv6 next hop": prefixRoute(remote, netip.MustParseAddr("2001:db8::1"), 17, 0),
-			"label":         prefixRoute(remote, pe2, 1<<20, 0),
-			"no prefix":     prefixRoute(netip.Prefix{}, pe2, 17, 0),
+			"IPv4-mapped prefix": prefixRoute(netip.MustParsePrefix("::ffff:203.0.113.0/120"), pe2, 17, 0),
+			"IPv6 next hop":      prefixRoute(remote, netip.MustParseAddr("2001:db8::1"), 17, 0),
+			"label":              prefixRoute(remote, pe2, 1<<20, 0),
+			"no prefix":          prefixRoute(netip.Prefix{}, pe2, 17, 0),
 		} {
 			if err := v.SetupRemotePrefix(t.Context(), rp); err == nil {
 				t.Errorf("%s: accepted", name)
@@ -1153,4 +1159,173 @@ func TestMTUFixup(t *testing.T) {
 	if len(r.nb.mtus) != 1 {
 		t.Errorf("MTUs %v", r.nb.mtus)
 	}
+}
+
+// IPv6 addresses from the documentation prefix 2001:db8::/32: the VRF's
+// subnet 2001:db8:1::/64 (gateway ::1), remote prefixes in 2001:db8:2::/48.
+var (
+	gateway6 = netip.MustParseAddr("2001:db8:1::1")
+	vmIP6    = netip.MustParseAddr("2001:db8:1::2")
+	remote6  = netip.MustParsePrefix("2001:db8:2::/64")
+)
+
+// vrf6 creates VRF id with gateway 2001:db8:1::1/64.
+func (r *rig) vrf6(id uint32) *vrf {
+	r.t.Helper()
+	inst, err := r.d.NewInstance(r.t.Context(), dataplane.InstanceConfig{ID: id, ExternalID: fmt.Sprintf("net%d", id), GatewayIP: gateway6, PrefixLen: 64})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.of.took()
+	return inst.(*vrf)
+}
+
+func TestIPv6(t *testing.T) {
+	t.Run("dataplanes_§11_#24_IPv6_endpoint:_ipv6_input_flow,_label_popped_as_IPv6", func(t *testing.T) {
+		r := newRig(t, DefaultOptions())
+		v := r.vrf6(7)
+		if err := v.VifPlugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "bundle", one(t, r.bundles()), []string{
+			fmt.Sprintf("flow add table=0,cookie=0xba6f000000000007,priority=36864,ipv6,in_port=%d actions=move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15],set_field:0->in_port,set_field:0x7->reg0,resubmit(,2)", r.vm1),
+			fmt.Sprintf("flow add table=1,cookie=0xba6f000000000007,priority=36864,mpls,mpls_label=16,mpls_bos=1 actions=pop_mpls:0x86dd,set_field:00:00:5e:00:43:64->eth_src,set_field:02:00:00:00:01:01->eth_dst,output:%d", r.vm1),
+		})
+		// An IPv4 endpoint on the same port adds the IPv4 input flows
+		// (its own label).
+		if err := v.VifPlugged(t.Context(), port(macVM2, vmIP, "vm1", 17, dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+		lines := one(t, r.bundles())
+		if len(lines) != 3 || !strings.Contains(lines[0], ",ip,in_port=") || !strings.Contains(lines[1], ",arp,in_port=") || !strings.Contains(lines[2], "pop_mpls:0x0800") {
+			t.Errorf("IPv4 endpoint next to the IPv6 one: %q", lines)
+		}
+		// The IPv6 endpoint leaves: its input flow and label go, the IPv4
+		// ones stay.
+		if err := v.VifUnplugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionBoth), false); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "unplug", one(t, r.bundles()), []string{
+			"flow delete_strict table=1,cookie=0xba6f000000000007/-1,priority=36864,mpls,mpls_label=16,mpls_bos=1",
+			fmt.Sprintf("flow delete_strict table=0,cookie=0xba6f000000000007/-1,priority=36864,ipv6,in_port=%d", r.vm1),
+		})
+		check(t, "bridge vs driver", r.bridgeOf(v), v.state())
+	})
+	t.Run("one_label_one_family:_a_MAC's_second_family_is_refused_to-port", func(t *testing.T) {
+		r := newRig(t, DefaultOptions())
+		v := r.vrf6(7)
+		if err := v.VifPlugged(t.Context(), port(macVM1, vmIP, "vm1", 16, dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+		r.bundles()
+		err := v.VifPlugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionBoth))
+		if err == nil || !strings.Contains(err.Error(), "label 16 already delivers IPv4 to 02:00:00:00:01:01") {
+			t.Fatalf("error %v", err)
+		}
+		if b := r.bundles(); len(b) != 0 {
+			t.Errorf("the refused plug sent %q", b)
+		}
+		// From the port only, both families are fine: no label flow.
+		if err := v.VifPlugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionFromPort)); err != nil {
+			t.Fatal(err)
+		}
+		if lines := one(t, r.bundles()); len(lines) != 1 || !strings.Contains(lines[0], ",ipv6,in_port=") {
+			t.Errorf("from-port IPv6 plug: %q", lines)
+		}
+	})
+	t.Run("dataplanes_§11_#24_neighbour_discovery_responder_for_the_IPv6_gateway", func(t *testing.T) {
+		o := DefaultOptions()
+		o.ARPResponder = true
+		r := newRig(t, o)
+		v := r.vrf6(7)
+		if err := v.VifPlugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+		lines := one(t, r.bundles())
+		for _, want := range []string{
+			"flow add table=2,cookie=0xba6f000000000007,priority=36864,icmp6,reg0=0x7,icmp_type=135,nd_target=2001:db8:1::1 actions=" +
+				"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:00:00:5e:00:43:64->eth_src,move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]," +
+				"set_field:2001:db8:1::1->ipv6_src,set_field:255->nw_ttl,set_field:136->icmpv6_type,set_field:1610612736->nd_reserved," +
+				"set_field:2->nd_options_type,set_field:0x10000/0x10000->reg1,resubmit(,2)",
+			"flow add table=2,cookie=0xba6f000000000007,priority=36864,icmp6,reg0=0x7,reg1=0x10000/0x10000,icmp_type=136 actions=" +
+				"set_field:00:00:5e:00:43:64->nd_tll,output:NXM_NX_REG1[0..15]",
+		} {
+			if !slices.Contains(lines, want) {
+				t.Errorf("missing %s\nin %q", want, lines)
+			}
+		}
+		if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "arp_op") }) {
+			t.Errorf("ARP responder for an IPv6 gateway: %q", lines)
+		}
+		if err := v.VifUnplugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionBoth), true); err != nil {
+			t.Fatal(err)
+		}
+		if n := countLines(r.of.flowLines(), "icmp6"); n != 0 {
+			t.Errorf("%d responder flows left after the last port", n)
+		}
+	})
+	t.Run("proxy_mode_answers_every_target_of_both_families,_not_duplicate_address_detection", func(t *testing.T) {
+		o := DefaultOptions()
+		o.ARPResponder, o.ProxyARP = true, true
+		r := newRig(t, o)
+		v := r.vrf6(7)
+		if err := v.VifPlugged(t.Context(), port(macVM1, vmIP6, "vm1", 16, dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+		lines := one(t, r.bundles())
+		for _, want := range []string{
+			"table=2,cookie=0xba6f000000000007,priority=36864,arp,reg0=0x7,dl_dst=ff:ff:ff:ff:ff:ff,arp_op=1 actions=",
+			"table=2,cookie=0xba6f000000000007,priority=36864,icmp6,reg0=0x7,icmp_type=135 actions=",
+			"move:NXM_NX_ND_TARGET[]->NXM_NX_IPV6_SRC[]",
+			"table=2,cookie=0xba6f000000000007,priority=36865,icmp6,reg0=0x7,ipv6_src=::,icmp_type=135 actions=drop",
+		} {
+			if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, want) }) {
+				t.Errorf("missing %s in %q", want, lines)
+			}
+		}
+	})
+	t.Run("dataplanes_§5.1_VPNv6_routes:_ipv6_match,_priority_by_length_up_to_/128", func(t *testing.T) {
+		r := newRig(t, DefaultOptions())
+		v := r.vrf6(7)
+		for _, rp := range []dataplane.RemotePrefix{
+			prefixRoute(remote6, pe2, 17, 0),
+			// RFC 4659: a VPNv6 route's IPv4 next hop, IPv4-mapped.
+			prefixRoute(netip.MustParsePrefix("2001:db8:2:1::5/128"), netip.MustParseAddr("::ffff:192.0.2.2"), 18, 0),
+			prefixRoute(netip.MustParsePrefix("2001:db8:1::5/128"), pe2, 19, 0),
+			prefixRoute(netip.MustParsePrefix("::/0"), pe3, 20, 0),
+			prefixRoute(netip.MustParsePrefix("0.0.0.0/0"), pe3, 21, 0),
+		} {
+			if err := v.SetupRemotePrefix(t.Context(), rp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.flush()
+		g := func(p string) uint32 { return v.installed[netip.MustParsePrefix(p)].group }
+		var flows []string
+		for _, l := range r.of.flowLines() {
+			if strings.HasPrefix(l, "table=2,") {
+				flows = append(flows, l)
+			}
+		}
+		check(t, "VRF flows", flows, []string{
+			fmt.Sprintf("table=2,cookie=0xba6f000000000007,priority=36736,ip,reg0=0x7 actions=dec_ttl,group:%d", g("0.0.0.0/0")),
+			fmt.Sprintf("table=2,cookie=0xba6f000000000007,priority=36736,ipv6,reg0=0x7 actions=dec_ttl,group:%d", g("::/0")),
+			fmt.Sprintf("table=2,cookie=0xba6f000000000007,priority=36800,ipv6,reg0=0x7,ipv6_dst=2001:db8:2::/64 actions=dec_ttl,group:%d", g("2001:db8:2::/64")),
+			// Inside the VRF's subnet: no routed hop.
+			fmt.Sprintf("table=2,cookie=0xba6f000000000007,priority=36864,ipv6,reg0=0x7,ipv6_dst=2001:db8:1::5 actions=group:%d", g("2001:db8:1::5/128")),
+			fmt.Sprintf("table=2,cookie=0xba6f000000000007,priority=36864,ipv6,reg0=0x7,ipv6_dst=2001:db8:2:1::5 actions=dec_ttl,group:%d", g("2001:db8:2:1::5/128")),
+		})
+		if grp := r.of.groupLines()[1]; !strings.HasSuffix(grp, fmt.Sprintf("actions=push_mpls:0x8847,set_field:18->mpls_label,set_field:192.0.2.2->tun_dst,output:%d", r.gre)) {
+			t.Errorf("group %s", grp)
+		}
+		check(t, "bridge vs driver", r.bridgeOf(v), v.state())
+		// The mapped next hop is the same next hop.
+		if err := v.RemoveRemotePrefix(t.Context(), prefixRoute(netip.MustParsePrefix("2001:db8:2:1::5/128"), pe2, 18, 0)); err != nil {
+			t.Fatal(err)
+		}
+		r.flush()
+		if _, ok := v.installed[netip.MustParsePrefix("2001:db8:2:1::5/128")]; ok {
+			t.Error("route via the mapped next hop not removed by its IPv4 form")
+		}
+	})
 }

@@ -30,10 +30,12 @@ type fakeDB struct {
 	txs [][]dbOp
 	// failApply fails the next apply calls while it is > 0.
 	failApply int
+	// externalIDs is the bridge's external_ids column.
+	externalIDs map[string]string
 }
 
 func newFakeDB() *fakeDB {
-	db := &fakeDB{bridgeExists: true, ports: map[string]*portInfo{}, nextOfport: 1, noDevice: map[string]bool{}}
+	db := &fakeDB{bridgeExists: true, ports: map[string]*portInfo{}, nextOfport: 1, noDevice: map[string]bool{}, externalIDs: map[string]string{}}
 	db.ports["br-mpls"] = &portInfo{name: "br-mpls", inBridge: true, ofport: 65534, mac: "02:00:00:00:00:fe", typ: "internal"}
 	return db
 }
@@ -51,7 +53,7 @@ func (db *fakeDB) addPort(name string) int {
 func (db *fakeDB) bridge(ctx context.Context) (bridgeInfo, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return bridgeInfo{exists: db.bridgeExists, protocols: slices.Clone(db.protocols), datapathType: "netdev"}, nil
+	return bridgeInfo{exists: db.bridgeExists, protocols: slices.Clone(db.protocols), datapathType: "netdev", externalIDs: maps.Clone(db.externalIDs)}, nil
 }
 
 func (db *fakeDB) port(ctx context.Context, name string) (portInfo, bool, error) {
@@ -114,6 +116,12 @@ func (db *fakeDB) apply(ctx context.Context, ops ...dbOp) error {
 			delete(db.ports, op.name)
 		case opProtocols:
 			db.protocols = slices.Clone(op.protocols)
+		case opSetBridgeKey:
+			db.externalIDs[op.key] = op.value
+		case opDelBridgeKey:
+			delete(db.externalIDs, op.key)
+		default:
+			return fmt.Errorf("fake: OVSDB operation %d not simulated", op.kind)
 		}
 	}
 	return nil
@@ -134,11 +142,17 @@ type fakeOF struct {
 	bundles [][]string
 	flows   map[flowKey]flow
 	groups  map[uint32]string
-	// fail, when set, decides whether a bundle fails.
-	fail   func(lines []string) error
-	closed bool
-	// attempts counts the bundles asked for, failed ones included.
+	// fail, when set, decides whether a bundle fails (setFail while the
+	// driver may be writing).
+	fail func(lines []string) error
+	// failNext fails the next bundles with failErr while it is > 0.
+	failNext int
+	failErr  error
+	closed   bool
+	// attempts counts the bundles asked for, failed ones included; sizes
+	// are their line counts, in order.
 	attempts int
+	sizes    []int
 	// armed: the next bundle call waits until held is closed; entered
 	// receives a value when it does.
 	armed   bool
@@ -175,6 +189,45 @@ func newFakeOF() *fakeOF {
 	return &fakeOF{flows: map[flowKey]flow{}, groups: map[uint32]string{}}
 }
 
+// setFail sets fail.
+func (o *fakeOF) setFail(f func(lines []string) error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.fail = f
+}
+
+// failNextBundles fails the next n bundles with err.
+func (o *fakeOF) failNextBundles(n int, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failNext, o.failErr = n, err
+}
+
+// restart empties the tables, as a restarted ovs-vswitchd starts.
+func (o *fakeOF) restart() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	clear(o.flows)
+	clear(o.groups)
+}
+
+// attemptCount is attempts, read under the lock.
+func (o *fakeOF) attemptCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.attempts
+}
+
+// attemptSizes returns the line counts of the bundles asked for since the
+// last call.
+func (o *fakeOF) attemptSizes() []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.sizes
+	o.sizes = nil
+	return s
+}
+
 // release lets the held bundle call go on.
 func (o *fakeOF) release() {
 	o.mu.Lock()
@@ -191,6 +244,7 @@ func (o *fakeOF) bundle(ctx context.Context, lines []string) error {
 	}
 	o.mu.Lock()
 	o.attempts++
+	o.sizes = append(o.sizes, len(lines))
 	if o.armed {
 		o.armed = false // only one call is held
 		held, entered := o.held, o.entered
@@ -200,6 +254,10 @@ func (o *fakeOF) bundle(ctx context.Context, lines []string) error {
 		o.mu.Lock()
 	}
 	defer o.mu.Unlock()
+	if o.failNext > 0 {
+		o.failNext--
+		return o.failErr
+	}
 	if o.fail != nil {
 		if err := o.fail(lines); err != nil {
 			return err
@@ -328,10 +386,25 @@ func (o *fakeOF) dump(ctx context.Context, cmd string, args ...string) (string, 
 			b.WriteString(" " + o.groups[id] + "\n")
 		}
 	case "dump-flows":
+		// As ovs-ofctl --no-stats prints them: no zero cookie, no table 0.
 		b.WriteString("OFPST_FLOW reply (OF1.5) (xid=0x2):\n")
-		for _, l := range o.flowLinesLocked() {
-			b.WriteString(" " + l + "\n")
+		var lines []string
+		for _, f := range o.flows {
+			var parts []string
+			if f.cookie != 0 {
+				parts = append(parts, fmt.Sprintf("cookie=%#x", f.cookie))
+			}
+			if f.table != 0 {
+				parts = append(parts, fmt.Sprintf("table=%d", f.table))
+			}
+			m := fmt.Sprintf("priority=%d", f.priority)
+			if f.match != "" {
+				m += "," + f.match
+			}
+			lines = append(lines, " "+strings.Join(append(parts, m), ", ")+" actions="+f.actions)
 		}
+		slices.Sort(lines)
+		b.WriteString(strings.Join(lines, "\n") + "\n")
 	default:
 		return "", fmt.Errorf("fake: %s not simulated", cmd)
 	}

@@ -49,11 +49,34 @@ func prefixPriority(p netip.Prefix) int { return DefaultPriority - (128 - p.Bits
 // gateway MAC).
 const GatewayMAC = "00:00:5e:00:43:64"
 
-// regIngress holds the port an ARP request came in on: the input flow
-// clears in_port (so that routed traffic may leave by its ingress port),
-// and the ARP responder answers through this copy (dataplanes §11 #17: the
-// original answered through the VRF's first port).
+// regIngress holds the port an ARP request or an IPv6 packet (a
+// neighbour solicitation) came in on: the input flow clears in_port (so
+// that routed traffic may leave by its ingress port), and the ARP and
+// neighbour-discovery responders answer through this copy (dataplanes §11
+// #17: the original answered through the VRF's first port).
 const regIngress = "NXM_NX_REG1[0..15]"
+
+// ndAnswer marks, in reg1 above the ingress port, a neighbour solicitation
+// the responder has turned into an advertisement (ndResponderFlows).
+const (
+	ndAnswerSet   = "set_field:0x10000/0x10000->reg1"
+	ndAnswerMatch = "reg1=0x10000/0x10000"
+)
+
+// Ethertypes of the payload a label delivers (pop_mpls needs it: OVS
+// cannot look below the label stack).
+const (
+	ethIPv4 = 0x0800
+	ethIPv6 = 0x86dd
+)
+
+// ethTypeOf is the ethertype of a's family.
+func ethTypeOf(a netip.Addr) uint16 {
+	if a.Is6() && !a.Is4In6() {
+		return ethIPv6
+	}
+	return ethIPv4
+}
 
 // flow is one OpenFlow flow, as the driver writes it: match and actions in
 // the canonical form ovs-ofctl dumps with OpenFlow 1.5, so that a dump can
@@ -209,11 +232,12 @@ func vlanPop(vlan int) string {
 	return "pop_vlan,"
 }
 
-// inputFlow takes proto ("ip" or "arp") traffic of port ofport into VRF
-// id. The ARP flow keeps the ingress port in regIngress for the responder.
+// inputFlow takes proto ("ip", "arp" or "ipv6") traffic of port ofport
+// into VRF id. The ARP and IPv6 flows keep the ingress port in regIngress
+// for the responders.
 func inputFlow(o Options, id uint32, proto string, ofport, vlan int) flow {
 	actions := vlanPop(vlan)
-	if proto == "arp" {
+	if proto == "arp" || proto == "ipv6" {
 		actions += "move:NXM_OF_IN_PORT[]->" + regIngress + ","
 	}
 	actions += "set_field:0->in_port," + setVRF(id) + fmt.Sprintf(",resubmit(,%d)", o.VRFTable())
@@ -248,6 +272,53 @@ func arpResponderFlow(o Options, id uint32, gateway netip.Addr, vlan int) flow {
 	}
 }
 
+// ndResponderFlows answer IPv6 neighbour solicitations in VRF id for
+// gateway (every target when gateway is invalid: proxy mode) with
+// GatewayMAC, through the port the solicitation came in on: OpenFlow
+// actions turn the solicitation into the advertisement, as Neutron and OVN
+// do (no controller involved). It takes two flows: OVS lets a flow set
+// nd_tll only when its match says the packet is an advertisement, so the
+// first flow rewrites the solicitation (addresses, ICMPv6 type 136, the
+// Solicited and Override flags, its source link-layer option retyped as a
+// target one), marks it (ndAnswer) and resubmits it to the VRF table,
+// where the second flow writes the gateway MAC into the option and sends
+// it. In proxy mode a third flow drops duplicate address detection probes
+// (source ::), which must not be answered. ICMPv6 checksums are OVS's job.
+func ndResponderFlows(o Options, id uint32, gateway netip.Addr, vlan int) []flow {
+	ask := "icmp6," + vrfMatch(id) + ",icmp_type=135"
+	target := "move:NXM_NX_ND_TARGET[]->NXM_NX_IPV6_SRC[]"
+	if gateway.IsValid() {
+		ask += ",nd_target=" + gateway.String()
+		target = "set_field:" + gateway.String() + "->ipv6_src"
+	}
+	flows := []flow{{
+		table:    o.VRFTable(),
+		cookie:   InstanceCookie(id),
+		priority: DefaultPriority,
+		match:    ask,
+		actions: "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:" + GatewayMAC + "->eth_src," +
+			"move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]," + target + ",set_field:255->nw_ttl," +
+			"set_field:136->icmpv6_type,set_field:1610612736->nd_reserved,set_field:2->nd_options_type," +
+			ndAnswerSet + fmt.Sprintf(",resubmit(,%d)", o.VRFTable()),
+	}, {
+		table:    o.VRFTable(),
+		cookie:   InstanceCookie(id),
+		priority: DefaultPriority,
+		match:    "icmp6," + vrfMatch(id) + "," + ndAnswerMatch + ",icmp_type=136",
+		actions:  "set_field:" + GatewayMAC + "->nd_tll," + vlanPush(vlan) + "output:" + regIngress,
+	}}
+	if !gateway.IsValid() {
+		flows = append(flows, flow{
+			table:    o.VRFTable(),
+			cookie:   InstanceCookie(id),
+			priority: DefaultPriority + 1,
+			match:    "icmp6," + vrfMatch(id) + ",ipv6_src=::,icmp_type=135",
+			actions:  "drop",
+		})
+	}
+	return flows
+}
+
 // deliverActions hand a packet to a local endpoint: routed, so from the
 // gateway MAC.
 func deliverActions(mac net.HardwareAddr, ofport, vlan int) string {
@@ -255,14 +326,15 @@ func deliverActions(mac net.HardwareAddr, ofport, vlan int) string {
 		"output:" + strconv.Itoa(ofport)
 }
 
-// labelFlow delivers MPLS traffic with label to the endpoint mac on ofport.
-func labelFlow(o Options, id, label uint32, mac net.HardwareAddr, ofport, vlan int) flow {
+// labelFlow delivers MPLS traffic with label to the endpoint mac on
+// ofport; the payload is of ethertype eth (ethIPv4 or ethIPv6).
+func labelFlow(o Options, id, label uint32, eth uint16, mac net.HardwareAddr, ofport, vlan int) flow {
 	return flow{
 		table:    o.EncapInTable(),
 		cookie:   InstanceCookie(id),
 		priority: DefaultPriority,
 		match:    fmt.Sprintf("mpls,mpls_label=%d,mpls_bos=1", label),
-		actions:  "pop_mpls:0x0800," + deliverActions(mac, ofport, vlan),
+		actions:  fmt.Sprintf("pop_mpls:0x%04x,", eth) + deliverActions(mac, ofport, vlan),
 	}
 }
 
@@ -310,9 +382,14 @@ func fallbackFlow(o Options, id uint32, src, dst net.HardwareAddr, port, vlan in
 // OpenFlow action-set order, push_mpls before dec_ttl, so a dec_ttl there
 // meets an MPLS packet and the IP TTL is never decremented (issue 6).
 func prefixFlow(o Options, id uint32, p netip.Prefix, gid uint32, decTTL bool) flow {
-	match := "ip," + vrfMatch(id)
+	proto, field := "ip", ",nw_dst="
+	if p.Addr().Is6() {
+		// dec_ttl decrements the hop limit.
+		proto, field = "ipv6", ",ipv6_dst="
+	}
+	match := proto + "," + vrfMatch(id)
 	if p.Bits() > 0 {
-		match += ",nw_dst=" + prefixText(p)
+		match += field + prefixText(p)
 	}
 	actions := fmt.Sprintf("group:%d", gid)
 	if decTTL {

@@ -29,6 +29,9 @@ type ofNative struct {
 	fb      *ofctl // the fallback
 	timeout time.Duration
 	log     *slog.Logger
+	// onLost, when set, is called (without blocking) when an established
+	// connection is lost: the switch may have restarted with empty tables.
+	onLost func()
 	// txs counts the bundles sent over the connection.
 	txs atomic.Int64
 
@@ -107,7 +110,7 @@ func (e *connError) Unwrap() error { return e.err }
 // caller's context: once sent, a change is seen through.
 func (o *ofNative) transactLocked(lines []string, msgs [][]byte, base uint32) error {
 	if o.conn == nil {
-		c, err := dialOF(o.path, o.timeout)
+		c, err := dialOF(o.path, o.timeout, o.onLost)
 		if err != nil {
 			return &connError{err}
 		}
@@ -133,6 +136,9 @@ func (o *ofNative) transactLocked(lines []string, msgs [][]byte, base uint32) er
 	fail := func(err error) error {
 		o.conn.close()
 		o.conn = nil
+		if o.onLost != nil {
+			o.onLost()
+		}
 		return &connError{err}
 	}
 	if err := c.write(out, deadline); err != nil {
@@ -287,6 +293,10 @@ func (o *ofNative) close() {
 type ofConn struct {
 	nc   net.Conn
 	done chan struct{} // closed when the reader has returned
+	// onLost is called when the reader meets the connection's end, unless
+	// close ended it (closing).
+	onLost  func()
+	closing atomic.Bool
 
 	mu      sync.Mutex // guards the following
 	lo, hi  uint32     // xids of the transaction under way: [lo, hi)
@@ -302,8 +312,9 @@ type replies struct {
 }
 
 // dialOF connects to the switch's socket and exchanges hellos (OpenFlow
-// 1.5 only: the driver's bridge accepts it).
-func dialOF(path string, timeout time.Duration) (*ofConn, error) {
+// 1.5 only: the driver's bridge accepts it). onLost, when not nil, is
+// called from the reader if the switch ends the connection.
+func dialOF(path string, timeout time.Duration, onLost func()) (*ofConn, error) {
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.Dial("unix", path)
 	if err != nil {
@@ -329,7 +340,7 @@ func dialOF(path string, timeout time.Duration) (*ofConn, error) {
 		return nil, fmt.Errorf("the switch does not speak OpenFlow 1.5 (hello %x)", m)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c := &ofConn{nc: nc, done: make(chan struct{})}
+	c := &ofConn{nc: nc, done: make(chan struct{}), onLost: onLost}
 	go c.read()
 	return c, nil
 }
@@ -379,6 +390,9 @@ func (c *ofConn) read() {
 				c.replies = nil
 			}
 			c.mu.Unlock()
+			if c.onLost != nil && !c.closing.Load() {
+				c.onLost()
+			}
 			return
 		}
 		if m[1] == ofptEchoRequest {
@@ -451,6 +465,7 @@ func (c *ofConn) write(b []byte, deadline time.Time) error {
 
 // close closes the connection and waits for the reader.
 func (c *ofConn) close() {
+	c.closing.Store(true)
 	_ = c.nc.Close()
 	<-c.done
 }

@@ -101,6 +101,8 @@ var (
 	oxmIPProto   = oxm{0x8000, 10, 1}
 	oxmIPv4Src   = oxm{0x8000, 11, 4}
 	oxmIPv4Dst   = oxm{0x8000, 12, 4}
+	oxmIPv6Src   = oxm{0x8000, 26, 16}
+	oxmIPv6Dst   = oxm{0x8000, 27, 16}
 	oxmTCPSrc    = oxm{0x8000, 13, 2}
 	oxmTCPDst    = oxm{0x8000, 14, 2}
 	oxmUDPSrc    = oxm{0x8000, 15, 2}
@@ -263,6 +265,8 @@ const (
 	ordMPLSLabel
 	ordIPv4Src
 	ordIPv4Dst
+	ordIPv6Src
+	ordIPv6Dst
 	ordIPProto
 	ordL4Src
 	ordL4Dst
@@ -290,6 +294,8 @@ func (fs *flowSpec) parse(head string) error {
 			add(ordEthType, oxmEthType, be16(0x0800), nil)
 		case !hasValue && k == "arp":
 			add(ordEthType, oxmEthType, be16(0x0806), nil)
+		case !hasValue && k == "ipv6":
+			add(ordEthType, oxmEthType, be16(0x86dd), nil)
 		case !hasValue && k == "mpls":
 			add(ordEthType, oxmEthType, be16(0x8847), nil)
 		case !hasValue && (k == "tcp" || k == "udp"):
@@ -343,6 +349,15 @@ func (fs *flowSpec) parse(head string) error {
 				f, ord := oxmIPv4Dst, ordIPv4Dst
 				if k == "nw_src" {
 					f, ord = oxmIPv4Src, ordIPv4Src
+				}
+				add(ord, f, value, mask)
+			}
+		case k == "ipv6_src" || k == "ipv6_dst":
+			var value, mask []byte
+			if value, mask, err = ipv6Match(v); err == nil {
+				f, ord := oxmIPv6Dst, ordIPv6Dst
+				if k == "ipv6_src" {
+					f, ord = oxmIPv6Src, ordIPv6Src
 				}
 				add(ord, f, value, mask)
 			}
@@ -457,6 +472,31 @@ func ipv4Match(s string) (value, mask []byte, err error) {
 		return b[:], nil, nil
 	}
 	return b[:], be32(^uint32(0) << (32 - p.Bits())), nil
+}
+
+// ipv6Match is ipv4Match for IPv6.
+func ipv6Match(s string) (value, mask []byte, err error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			return nil, nil, fmt.Errorf("not an IPv6 address")
+		}
+		b := a.As16()
+		return b[:], nil, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() == 0 {
+		return nil, nil, fmt.Errorf("not an IPv6 prefix")
+	}
+	b := p.Masked().Addr().As16()
+	if p.Bits() == 128 {
+		return b[:], nil, nil
+	}
+	var mk [16]byte
+	for i := range p.Bits() {
+		mk[i/8] |= 0x80 >> (i % 8)
+	}
+	return b[:], mk[:], nil
 }
 
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }

@@ -201,8 +201,11 @@ func driverLines(t *testing.T) (native, fallback []string) {
 		inputFlow(o, 7, "arp", 5, 0),
 		inputFlow(o, 7, "ip", 5, 12),
 		inputFlow(o, 7, "arp", 5, 4094),
-		labelFlow(o, 7, 16, mac, 5, 0),
-		labelFlow(o, 7, maxLabel, mac, 5, 12),
+		inputFlow(o, 7, "ipv6", 5, 0),
+		inputFlow(o, 7, "ipv6", 5, 12),
+		labelFlow(o, 7, 16, ethIPv4, mac, 5, 0),
+		labelFlow(o, 7, maxLabel, ethIPv4, mac, 5, 12),
+		labelFlow(o, 7, 17, ethIPv6, mac, 5, 0),
 		vxlanLabelFlow(o, 7, 0x10, mac, 4, 5, 0),
 		vxlanLabelFlow(o, 7, maxVNI, mac, 4, 5, 100),
 		fallbackFlow(o, 7, mustMAC("00:00:5e:2a:10:00"), mustMAC("02:00:00:00:99:99"), 9, 0),
@@ -211,6 +214,11 @@ func driverLines(t *testing.T) (native, fallback []string) {
 		prefixFlow(o, 0xffffffff, netip.MustParsePrefix("198.51.100.5/32"), GroupLast, false),
 		prefixFlow(o, 7, netip.MustParsePrefix("0.0.0.0/0"), GroupBase+1, true),
 		prefixFlow(o, 7, netip.MustParsePrefix("10.0.0.0/1"), GroupBase+1, true),
+		prefixFlow(o, 7, netip.MustParsePrefix("2001:db8::/32"), GroupBase+2, true),
+		prefixFlow(o, 7, netip.MustParsePrefix("2001:db8::5/128"), GroupBase+2, false),
+		prefixFlow(o, 7, netip.MustParsePrefix("2001:db8:0:1::/63"), GroupBase+2, true),
+		prefixFlow(o, 7, netip.MustParsePrefix("::/0"), GroupBase+2, true),
+		prefixFlow(o, 7, netip.MustParsePrefix("8000::/1"), GroupBase+2, true),
 	}
 	for _, c := range []dataplane.Classifier{
 		{Protocol: 6, SourcePrefix: netip.MustParsePrefix("198.51.100.0/24"), DestinationPrefix: netip.MustParsePrefix("203.0.113.0/24"),
@@ -252,6 +260,13 @@ func driverLines(t *testing.T) (native, fallback []string) {
 	var fb bundle
 	fb.addFlow(arpResponderFlow(o, 7, netip.MustParseAddr("198.51.100.1"), 0))
 	fb.addFlow(arpResponderFlow(o, 7, netip.Addr{}, 12))
+	// and the neighbour-discovery responder (not its matches either: icmp6).
+	for _, gw := range []netip.Addr{netip.MustParseAddr("2001:db8::1"), {}} {
+		for _, f := range ndResponderFlows(o, 7, gw, 12) {
+			fb.addFlow(f)
+			fb.delFlow(f)
+		}
+	}
 	fb.setGroup(group{id: GroupBase, props: selectionProps(Options{HashMethod: "hash", HashFields: []string{"ip_src", "ip_dst"}}),
 		buckets: []bucket{{id: 0, actions: "output:3"}}})
 	for _, c := range []dataplane.Classifier{{Protocol: 1}, {Protocol: 132, DestinationPorts: dataplane.PortRange{First: 9, Last: 9}}, {Protocol: 47}} {
@@ -298,6 +313,9 @@ func TestOpenFlowEncoding(t *testing.T) {
 		"flow add table=2,priority=1,ip,ip actions=output:1",
 		"flow add table=2,priority=1,tp_dst=80 actions=output:1",
 		"flow add table=2,priority=1,nw_dst=2001:db8::/32 actions=output:1",
+		"flow add table=2,priority=1,ipv6,ipv6_dst=192.0.2.1 actions=output:1",
+		"flow add table=2,priority=1,ipv6,ipv6_dst=::/0 actions=output:1",
+		"flow add table=2,priority=1,ipv6,ipv6_dst=fe80::1%eth0 actions=output:1",
 		"flow add table=2,priority=70000,ip actions=output:1",
 		"flow add table=2,priority=1,ip actions=set_field:1->nw_ttl",
 		"flow add table=2,priority=1,ip actions=resubmit(,300)",

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Option names of [DATAPLANE_DRIVER_IPVPN] for this driver (dataplanes §8).
@@ -25,6 +26,8 @@ const (
 	OptHashMethod    = "hash_method"
 	OptHashParam     = "hash_method_param"
 	OptHashFields    = "hash_fields"
+	OptPreserve      = "preserve_dataplane"
+	OptGrace         = "reconcile_grace_period"
 )
 
 // Defaults of the options.
@@ -40,6 +43,9 @@ const (
 	// VXLANTunnel is the name of the VXLAN port (vxlan_encap), fixed as in
 	// the original.
 	VXLANTunnel = "vxlan"
+	// DefaultGrace is reconcile_grace_period's default, as for the Linux
+	// E-VPN driver.
+	DefaultGrace = 120 * time.Second
 )
 
 // GREMode says how MPLS travels between PEs.
@@ -89,11 +95,18 @@ type Options struct {
 	HashParam  uint64
 	// HashFields are the fields(...) of the "hash" method.
 	HashFields []string
+	// Preserve keeps what a previous run left on the bridge at start-up
+	// and reconciles it (see "Restart" in the package doc); false wipes
+	// it, as the original did.
+	Preserve bool
+	// Grace is how long inherited flows, groups and ports wait for a plug
+	// or a route to confirm them.
+	Grace time.Duration
 }
 
 // DefaultOptions are the options of an empty section.
 func DefaultOptions() Options {
-	return Options{Bridge: DefaultBridge, TableIDStart: 1, GRETunnel: DefaultGRETunnel, HashMethod: "dp_hash"}
+	return Options{Bridge: DefaultBridge, TableIDStart: 1, GRETunnel: DefaultGRETunnel, HashMethod: "dp_hash", Preserve: true, Grace: DefaultGrace}
 }
 
 // UseGRE says whether MPLS travels in GRE (else bare over mpls_interface).
@@ -213,6 +226,14 @@ func ParseOptions(raw map[string]string) (Options, error) {
 			if err != nil {
 				err = fmt.Errorf("%q is not a number from 0 to 2^64-1", v)
 			}
+		case OptPreserve:
+			o.Preserve, err = parseBool(v)
+		case OptGrace:
+			n, perr := strconv.ParseFloat(v, 64)
+			if perr != nil || n < 0 || n > 86400 {
+				err = fmt.Errorf("%q is not a number of seconds (0 to 86400)", v)
+			}
+			o.Grace = time.Duration(n * float64(time.Second))
 		case OptHashFields:
 			o.HashFields = parseList(v)
 			for _, f := range o.HashFields {

@@ -4,10 +4,15 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseOptions(t *testing.T) {
 	def := DefaultOptions()
+	// dataplanes §9 #57: reconcile by default, as the Linux driver does.
+	if !def.Preserve || def.Grace != 120*time.Second {
+		t.Errorf("defaults: preserve_dataplane %v, reconcile_grace_period %v", def.Preserve, def.Grace)
+	}
 	cases := []struct {
 		name string
 		raw  map[string]string
@@ -21,12 +26,16 @@ func TestParseOptions(t *testing.T) {
 			"ovs_bridge": "br-x", "input_table": "10", "ovs_table_id_start": "20", "gre_tunnel": "gre0",
 			"gre_tunnel_options": "packet_type=legacy_l2, tos=inherit", "ovsbr_interfaces_mtu": "1400",
 			"hash_method": "hash", "hash_method_param": "0x10", "hash_fields": "ip_src, ip_dst",
+			"preserve_dataplane": "false", "reconcile_grace_period": "2.5",
 		}, func(o *Options) {
 			*o = Options{MPLSInterface: "eth1", MPLSOverGRE: GREOff, ProxyARP: true, ARPResponder: true, VXLANEncap: true,
 				Bridge: "br-x", InputTable: 10, TableIDStart: 20, GRETunnel: "gre0",
 				GREOptions: [][2]string{{"packet_type", "legacy_l2"}, {"tos", "inherit"}}, MTU: 1400,
-				HashMethod: "hash", HashParam: 16, HashFields: []string{"ip_src", "ip_dst"}}
+				HashMethod: "hash", HashParam: 16, HashFields: []string{"ip_src", "ip_dst"},
+				Preserve: false, Grace: 2500 * time.Millisecond}
 		}, ""},
+		{"bad_grace", map[string]string{"reconcile_grace_period": "-1"}, nil, "reconcile_grace_period: "},
+		{"bad_preserve", map[string]string{"preserve_dataplane": "perhaps"}, nil, "preserve_dataplane: "},
 		{"dataplanes_§11_#16_False_needs_mpls_interface", map[string]string{"mpls_over_gre": "False"}, nil, "mpls_interface must name"},
 		{"False_with_*gre*", map[string]string{"mpls_over_gre": "false", "mpls_interface": "*gre*"}, nil, "mpls_interface must name"},
 		{"bad_mpls_over_gre", map[string]string{"mpls_over_gre": "sometimes"}, nil, "mpls_over_gre: "},

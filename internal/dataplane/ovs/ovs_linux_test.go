@@ -166,9 +166,11 @@ func (h *ovsHost) checkVRF(t *testing.T, v *vrf) {
 	flush(t, v.d)
 	got := h.flows(t, fmt.Sprintf("cookie=%#x/-1", v.cookie))
 	ids := map[string]bool{}
+	v.mu.Lock()
 	for _, r := range v.installed {
 		ids[fmt.Sprintf("group_id=%d,", r.group)] = true
 	}
+	v.mu.Unlock()
 	for _, g := range h.groups(t) {
 		id, _, _ := strings.Cut(g, ",")
 		if ids[id+","] {
@@ -494,7 +496,11 @@ func resolveFromVM(t *testing.T, vm *testnet.Host, ip netip.Addr) string {
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		entries, err := vm.Handle().NeighList(0, netlink.FAMILY_V4)
+		family := netlink.FAMILY_V4
+		if ip.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		entries, err := vm.Handle().NeighList(0, family)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -899,7 +905,9 @@ func TestOVSRouteBurst(t *testing.T) {
 		flush(t, d)
 		took, used := time.Since(begin), runs()-before
 		t.Logf("%s of %d routes: calls %v, on the bridge after %v (%.0f routes/s), %d bundles", phase, routes, calls, took, routes/took.Seconds(), used)
-		if used > 10 || of.fb.runs.Load() != 0 {
+		// How many depends on how fast the calls come (a loaded machine,
+		// -race): a handful either way, against one per route before.
+		if used > 20 || of.fb.runs.Load() != 0 {
 			t.Errorf("%s: %d bundles for %d routes, %d through ovs-ofctl", phase, used, routes, of.fb.runs.Load())
 		}
 		h.checkVRF(t, v)
@@ -923,7 +931,9 @@ func TestOVSRouteBurst(t *testing.T) {
 // written together: the route writer splits the bundle until only that
 // prefix fails (issue 6: failure isolation as before, one bundle per
 // burst), reports OVS's error in the instance's looking glass, and the
-// bridge holds exactly the others.
+// bridge holds exactly the others. The refused route stays wanted and is
+// tried again with growing intervals, never in a hot loop, until a new
+// announcement replaces it.
 func TestOVSRouteRefused(t *testing.T) {
 	t.Parallel()
 	n := newOVSNet(t)
@@ -964,14 +974,33 @@ func TestOVSRouteRefused(t *testing.T) {
 		}
 	}
 	h.checkVRF(t, v)
-	if len(v.installed) != 199 || len(v.prefixes) != 199 {
-		t.Errorf("%d installed, %d wanted, want 199", len(v.installed), len(v.prefixes))
+	counts := func() (installed, wanted, failing, attempts int) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if f := v.failing[prefixes[77]]; f != nil {
+			attempts = f.attempts
+		}
+		return len(v.installed), len(v.prefixes), len(v.failing), attempts
+	}
+	// The refused route stays wanted and is tried again, with backoff
+	// (100 ms, doubled each time): a handful of attempts in 1.5 s.
+	if installed, wanted, failing, _ := counts(); installed != 199 || wanted != 200 || failing != 1 {
+		t.Errorf("%d installed, %d wanted, %d failing, want 199, 200, 1", installed, wanted, failing)
+	}
+	time.Sleep(1500 * time.Millisecond) // the retries' own pace is what is measured
+	_, _, _, attempts := counts()
+	if attempts < 3 || attempts > 6 {
+		t.Errorf("%d attempts in 1.5 s, want 3 to 6 (backoff from 100 ms)", attempts)
 	}
 	mu.Lock()
-	if len(refused) != 1 || refused[0].Prefix != prefixes[77] || !strings.Contains(refused[0].Err.Error(), "OFPBAC_BAD_OUT_PORT") {
-		t.Errorf("refused %+v", refused)
+	// One report per attempt (one more if an attempt is being recorded).
+	if len(refused) < attempts || len(refused) > attempts+1 || slices.ContainsFunc(refused, func(a RouteApplied) bool {
+		return a.Prefix != prefixes[77] || !strings.Contains(a.Err.Error(), "OFPBAC_BAD_OUT_PORT")
+	}) {
+		t.Errorf("%d attempts, refused %+v", attempts, refused)
 	}
 	mu.Unlock()
+	h.checkVRF(t, v)
 	lg := lgItems(v.LookingGlass())
 	if e, _ := lg["last_error"].(string); !strings.Contains(e, "route "+prefixes[77].String()+" in net5: openflow bundle: Error OFPBAC_BAD_OUT_PORT for line ") {
 		t.Errorf("last_error %q", e)
@@ -985,7 +1014,422 @@ func TestOVSRouteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.checkVRF(t, v)
-	if len(v.installed) != 200 || len(v.failed) != 0 {
-		t.Errorf("%d installed, failed %v", len(v.installed), v.failed)
+	if installed, _, failing, _ := counts(); installed != 200 || failing != 0 {
+		t.Errorf("%d installed, %d failing", installed, failing)
+	}
+}
+
+// TestOVSIPv6 is dataplanes §11 #24 on a real bridge: an IPv6 VRF's port,
+// neighbour-discovery responder and VPNv6 routes, read back from OVS
+// line for line, and the VM resolving its IPv6 gateway through the
+// responder.
+func TestOVSIPv6(t *testing.T) {
+	t.Parallel()
+	n := newOVSNet(t)
+	h := newOVSHost(t, n, "a", "192.0.2.1/24", "02:00:00:00:01:01", "2001:db8:1::2/64")
+	ctx := t.Context()
+	opts := DefaultOptions()
+	opts.ARPResponder = true
+	d := h.driver(t, opts)
+	v := makeVRF(t, d, 7, "2001:db8:1::1/64")
+	if err := v.VifPlugged(ctx, port(macVM1, netip.MustParseAddr("2001:db8:1::2"), h.vm.Port(), 16, dataplane.DirectionBoth)); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("dataplanes_§11_#24_IPv6_port_plug", func(t *testing.T) {
+		h.checkVRF(t, v)
+		flows := h.flows(t, "cookie=0xba6f000000000007/-1")
+		for _, want := range []string{
+			fmt.Sprintf("table=0,cookie=0xba6f000000000007,priority=36864,ipv6,in_port=%d actions=move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15],set_field:0->in_port,set_field:0x7->reg0,resubmit(,2)", h.vm1),
+			fmt.Sprintf("table=1,cookie=0xba6f000000000007,priority=36864,mpls,mpls_label=16,mpls_bos=1 actions=pop_mpls:0x86dd,set_field:00:00:5e:00:43:64->eth_src,set_field:02:00:00:00:01:01->eth_dst,output:%d", h.vm1),
+		} {
+			if !slices.Contains(flows, want) {
+				t.Errorf("missing %s", want)
+			}
+		}
+	})
+	t.Run("dataplanes_§11_#24_neighbour_discovery_responder_answers_the_VM", func(t *testing.T) {
+		if mac := resolveFromVM(t, h.vm, netip.MustParseAddr("2001:db8:1::1")); mac != GatewayMAC {
+			t.Errorf("gateway resolved to %s", mac)
+		}
+	})
+	t.Run("dataplanes_§5.1_VPNv6_routes", func(t *testing.T) {
+		for _, r := range []dataplane.RemotePrefix{
+			prefixRoute(netip.MustParsePrefix("2001:db8:2::/64"), netip.MustParseAddr("192.0.2.2"), 17, 0),
+			prefixRoute(netip.MustParsePrefix("2001:db8:2:1::5/128"), netip.MustParseAddr("192.0.2.2"), 18, 0),
+			prefixRoute(netip.MustParsePrefix("2001:db8:1::5/128"), netip.MustParseAddr("192.0.2.3"), 19, 0),
+			prefixRoute(netip.MustParsePrefix("::/0"), netip.MustParseAddr("192.0.2.3"), 20, 0),
+			prefixRoute(netip.MustParsePrefix("2001:db8:2::/64"), netip.MustParseAddr("192.0.2.3"), 21, 1),
+		} {
+			if err := v.SetupRemotePrefix(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.checkVRF(t, v)
+		flows := h.flows(t, "table=2")
+		for _, want := range []string{",priority=36800,ipv6,reg0=0x7,ipv6_dst=2001:db8:2::/64 actions=dec_ttl,group:",
+			",priority=36864,ipv6,reg0=0x7,ipv6_dst=2001:db8:1::5 actions=group:", ",priority=36736,ipv6,reg0=0x7 actions=dec_ttl,group:"} {
+			if !slices.ContainsFunc(flows, func(l string) bool { return strings.Contains(l, want) }) {
+				t.Errorf("no flow with %s in %q", want, flows)
+			}
+		}
+		if grp := groupLine(t, h, v.installed[netip.MustParsePrefix("2001:db8:2::/64")].group); strings.Count(grp, "bucket=") != 2 {
+			t.Errorf("ECMP group %s", grp)
+		}
+	})
+	t.Run("dataplanes_§9_#42_cleanup", func(t *testing.T) {
+		if err := v.Cleanup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if left := h.flows(t, "cookie=0xba6f000000000007/-1"); len(left) != 0 {
+			t.Errorf("flows left %q", left)
+		}
+		if left := h.groups(t); len(left) != 0 {
+			t.Errorf("groups left %q", left)
+		}
+	})
+}
+
+// TestOVSMPLSEndToEndIPv6 is dataplanes §9 C #46 for VPNv6 routes and
+// IPv6 endpoints (§11 #24): two hosts, each with its own OVS and VRF
+// whose gateway is IPv6; each VRF has the other's VM as a remote prefix.
+// The VMs resolve their gateway through the neighbour-discovery responder
+// and ping each other over IPv6 in MPLS in GRE (RFC 4023): the fabric
+// capture shows the label in GRE protocol 0x8847, the replies the hop
+// limit decremented once.
+func TestOVSMPLSEndToEndIPv6(t *testing.T) {
+	pingBin, err := exec.LookPath("ping")
+	if err != nil {
+		t.Skip("needs ping (iputils-ping)")
+	}
+	t.Parallel()
+	n := newOVSNet(t)
+	ctx := t.Context()
+	a := newOVSHost(t, n, "a", "192.0.2.1/24", "02:00:00:00:01:01", "2001:db8:1::2/64")
+	b := newOVSHost(t, n, "b", "192.0.2.2/24", "02:00:00:00:02:01", "2001:db8:2::2/64")
+	vrfs := map[*ovsHost]*vrf{}
+	gws := map[*ovsHost]string{a: "2001:db8:1::1/64", b: "2001:db8:2::1/64"}
+	for _, s := range []*ovsHost{a, b} {
+		up, err := s.ovs.PlugUplink(ctx, "br-mpls")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ovs.AddFlows(ctx, "br-mpls",
+			fmt.Sprintf("table=0,priority=100,in_port=LOCAL,actions=output:%d", up),
+			fmt.Sprintf("table=0,priority=100,in_port=%d,actions=LOCAL", up)); err != nil {
+			t.Fatal(err)
+		}
+		o := DefaultOptions()
+		o.ARPResponder = true
+		d := s.driver(t, o)
+		vrfs[s] = makeVRF(t, d, 1, gws[s])
+		if err := s.vm.Handle().RouteAdd(&netlink.Route{Gw: netip.MustParsePrefix(gws[s]).Addr().AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for s, label := range map[*ovsHost]uint32{a: 16, b: 17} {
+		if err := vrfs[s].VifPlugged(ctx, port(s.vm.MAC(), s.vm.Addr(), s.vm.Port(), label, dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []struct {
+		on, peer *ovsHost
+		label    uint32
+	}{{a, b, 17}, {b, a, 16}} {
+		rp := dataplane.RemotePrefix{Prefix: netip.PrefixFrom(r.peer.vm.Addr(), 128), NextHop: r.peer.host.Addr(), Label: r.label, Encaps: []dataplane.Encap{bgp.EncapGRE}}
+		if err := vrfs[r.on].SetupRemotePrefix(ctx, rp); err != nil {
+			t.Fatal(err)
+		}
+		r.on.checkVRF(t, vrfs[r.on])
+	}
+	capture, err := n.Fabric().Capture(a.host.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capture.Close()
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := a.vm.Exec(pctx, pingBin, "-6", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "10", b.vm.Addr().String())
+	if err != nil {
+		t.Fatalf("vm a cannot ping vm b over IPv6: %v\n%s", err, out)
+	}
+	// One routed hop each way: the replies left b's VM with hop limit 64.
+	if !strings.Contains(string(out), "ttl=63") {
+		t.Errorf("replies without ttl=63:\n%s", out)
+	}
+	label, proto, err := firstMPLS(ctx, capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proto != 0x8847 || label != 17 && label != 16 {
+		t.Errorf("fabric: label %d in GRE protocol %#x, want GRE 0x8847", label, proto)
+	}
+	for _, s := range []*ovsHost{a, b} {
+		if mac := resolveFromVM(t, s.vm, netip.MustParsePrefix(gws[s]).Addr()); mac != GatewayMAC {
+			t.Errorf("%s: gateway resolved to %s", s.host.Name(), mac)
+		}
+		if err := vrfs[s].Cleanup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if left := s.flows(t, "cookie=0xba6f000000000001/-1"); len(left) != 0 {
+			t.Errorf("%s: flows left %q", s.host.Name(), left)
+		}
+	}
+}
+
+// TestOVSSwitchRestart stops ovs-vswitchd under a driver with a VRF, a
+// port and routes (issue 6, dataplanes §11 #32: the original never noticed
+// an OVS restart): routes announced meanwhile fail and stay wanted;
+// once ovs-vswitchd is back, with empty tables, the driver writes
+// everything again (base flows, the port's flows, the responder, the
+// routes) and the routes announced during the outage, with no further call
+// (no BGP event): the bridge ends exactly as the driver's state, and the
+// VM resolves its gateway again.
+func TestOVSSwitchRestart(t *testing.T) {
+	t.Parallel()
+	n := newOVSNet(t)
+	h := newOVSHost(t, n, "a", "192.0.2.1/24", "02:00:00:00:01:01", "198.51.100.2/24")
+	ctx := t.Context()
+	o := DefaultOptions()
+	o.ARPResponder = true
+	d := h.driver(t, o)
+	v := makeVRF(t, d, 7, "198.51.100.1/24")
+	if err := v.VifPlugged(ctx, port(macVM1, netip.MustParseAddr("198.51.100.2"), h.vm.Port(), 16, dataplane.DirectionBoth)); err != nil {
+		t.Fatal(err)
+	}
+	nh := netip.MustParseAddr("192.0.2.2")
+	before := prefixRoute(netip.MustParsePrefix("203.0.113.0/25"), nh, 17, 0)
+	if err := v.SetupRemotePrefix(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	h.checkVRF(t, v)
+	gre, _ := h.ovs.OFPort(ctx, "mpls_gre")
+	if err := h.ovs.StopVSwitchd(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	during := []dataplane.RemotePrefix{
+		prefixRoute(netip.MustParsePrefix("203.0.113.128/26"), nh, 18, 0),
+		prefixRoute(netip.MustParsePrefix("203.0.113.192/26"), nh, 19, 0),
+		prefixRoute(netip.MustParsePrefix("2001:db8:2::/64"), nh, 20, 0),
+	}
+	for _, r := range during {
+		if err := v.SetupRemotePrefix(ctx, r); err != nil {
+			t.Fatalf("the call failed, not the write: %v", err)
+		}
+	}
+	failing := func() int {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return len(v.failing)
+	}
+	waitUntil(t, "the routes announced during the outage tried and failed", func() bool { return failing() == len(during) })
+	lg := lgItems(v.LookingGlass())
+	if e, _ := lg["last_error"].(string); e == "" {
+		t.Error("no last_error while ovs-vswitchd is down")
+	}
+	if err := h.ovs.StartVSwitchd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	t.Logf("ovs-vswitchd down for %v", up.Sub(down).Round(time.Millisecond))
+	if again, _ := h.ovs.OFPort(ctx, "mpls_gre"); again != gre {
+		t.Fatalf("mpls_gre ofport %d after the restart, was %d: the driver's flows would name the old one", again, gre)
+	}
+	// Bounded by the resync's backoff (at most retryMax after the restart).
+	deadline := time.Now().Add(retryMax + 10*time.Second)
+	for {
+		v.mu.Lock()
+		installed := len(v.installed)
+		v.mu.Unlock()
+		// The bridge's management socket may lag behind vswitchd's start.
+		got, err1 := h.ovs.DumpFlows(ctx, "br-mpls", fmt.Sprintf("cookie=%#x/-1", v.cookie))
+		base, err2 := h.ovs.DumpFlows(ctx, "br-mpls", "cookie=0xba6f000000000000/-1")
+		if err1 == nil && err2 == nil && installed == 1+len(during) && failing() == 0 && len(base) == 1 && len(got) == len(v.state())-installed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge not rewritten %v after the restart: %d installed, %d failing, %d flows, base %v (%v)",
+				time.Since(up), installed, failing(), len(got), base, errors.Join(err1, err2))
+		}
+		time.Sleep(50 * time.Millisecond) // polling OVS, bounded by the deadline
+	}
+	t.Logf("tables rewritten %v after ovs-vswitchd came back", time.Since(up).Round(time.Millisecond))
+	h.checkVRF(t, v)
+	if mac := resolveFromVM(t, h.vm, netip.MustParseAddr("198.51.100.1")); mac != GatewayMAC {
+		t.Errorf("gateway resolved to %s after the restart", mac)
+	}
+	if st := d.WriterStats(); st.Resyncs == 0 || st.Retries == 0 {
+		t.Errorf("writer stats %+v", st)
+	}
+}
+
+// uplink makes s's br-mpls its fabric attachment, with the underlay flows
+// (not the driver's: no cookie).
+func (s *ovsHost) uplink(t *testing.T) {
+	t.Helper()
+	up, err := s.ovs.PlugUplink(t.Context(), "br-mpls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ovs.AddFlows(t.Context(), "br-mpls",
+		fmt.Sprintf("table=0,priority=100,in_port=LOCAL,actions=output:%d", up),
+		fmt.Sprintf("table=0,priority=100,in_port=%d,actions=LOCAL", up)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// packets is the n_packets of the flow of s matching all of parts.
+func (s *ovsHost) packets(t *testing.T, parts ...string) uint64 {
+	t.Helper()
+	flows, err := s.ovs.DumpFlows(t.Context(), "br-mpls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flows {
+		line := fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.Actions)
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return f.Packets
+		}
+	}
+	t.Fatalf("%s: no flow with %q", s.host.Name(), parts)
+	return 0
+}
+
+// TestOVSRestartPreserves is dataplanes §9 #57 for this driver, on real
+// bridges with real packets: host a's driver is dropped without cleanup
+// (the daemon killed) while a's VM pings b's over MPLS in GRE; a new
+// driver adopts the bridge (AdoptState, as dataplane.Lazy runs it with
+// preserve_dataplane), the VRF comes back under another VPN-layer id
+// with its port and one of its two routes. Throughout, the bridge keeps
+// every flow and group, the flows' n_packets never go back and keep
+// rising, and no echo is lost; the route that did not come back is
+// removed by the sweep, once, and the rest stays.
+func TestOVSRestartPreserves(t *testing.T) {
+	pingBin, err := exec.LookPath("ping")
+	if err != nil {
+		t.Skip("needs ping (iputils-ping)")
+	}
+	t.Parallel()
+	n := newOVSNet(t)
+	ctx := t.Context()
+	a := newOVSHost(t, n, "a", "192.0.2.1/24", "02:00:00:00:01:01", "198.51.100.2/24")
+	b := newOVSHost(t, n, "b", "192.0.2.2/24", "02:00:00:00:02:01", "203.0.113.2/24")
+	o := DefaultOptions()
+	o.ARPResponder = true
+	o.Grace = time.Hour // swept by SweepStale below
+	vrfs := map[*ovsHost]*vrf{}
+	drivers := map[*ovsHost]*Driver{}
+	gws := map[*ovsHost]string{a: "198.51.100.1/24", b: "203.0.113.1/24"}
+	labels := map[*ovsHost]uint32{a: 16, b: 17}
+	for _, s := range []*ovsHost{a, b} {
+		s.uplink(t)
+		drivers[s] = s.driver(t, o)
+		vrfs[s] = makeVRF(t, drivers[s], 1, gws[s])
+		if err := s.vm.Handle().RouteAdd(&netlink.Route{Gw: netip.MustParsePrefix(gws[s]).Addr().AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := vrfs[s].VifPlugged(ctx, port(s.vm.MAC(), s.vm.Addr(), s.vm.Port(), labels[s], dataplane.DirectionBoth)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toB := dataplane.RemotePrefix{Prefix: netip.PrefixFrom(b.vm.Addr(), 32), NextHop: b.host.Addr(), Label: 17, Encaps: []dataplane.Encap{bgp.EncapGRE}}
+	gone := prefixRoute(netip.MustParsePrefix("203.0.113.128/25"), netip.MustParseAddr("192.0.2.9"), 30, 0)
+	for _, r := range []struct {
+		on *ovsHost
+		rp dataplane.RemotePrefix
+	}{
+		{a, toB}, {a, gone},
+		{b, dataplane.RemotePrefix{Prefix: netip.PrefixFrom(a.vm.Addr(), 32), NextHop: a.host.Addr(), Label: 16, Encaps: []dataplane.Encap{bgp.EncapGRE}}},
+	} {
+		if err := vrfs[r.on].SetupRemotePrefix(ctx, r.rp); err != nil {
+			t.Fatal(err)
+		}
+		r.on.checkVRF(t, vrfs[r.on])
+	}
+	// The tunnel's neighbour resolved before the measured ping.
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if out, err := a.vm.Exec(pctx, pingBin, "-n", "-c", "2", "-W", "1", "-w", "10", b.vm.Addr().String()); err != nil {
+		t.Fatalf("vm a cannot ping vm b: %v\n%s", err, out)
+	}
+	var out syncBuffer
+	cmd := exec.Command(pingBin, "-n", "-c", "120", "-i", "0.05", "-W", "1", b.vm.Addr().String())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	ping, err := a.vm.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ping.Stop() })
+	prefixFlow := []string{"table=2,", "nw_dst=" + b.vm.Addr().String() + " "}
+	labelFlow := []string{"table=1,", "mpls_label=16,"}
+	counts := func() [2]uint64 { return [2]uint64{a.packets(t, prefixFlow...), a.packets(t, labelFlow...)} }
+	rising := func(what string, before [2]uint64) [2]uint64 {
+		t.Helper()
+		var now [2]uint64
+		waitUntil(t, what+": n_packets rising", func() bool {
+			now = counts()
+			return now[0] > before[0] && now[1] > before[1]
+		})
+		return now
+	}
+	c := rising("before the kill", counts())
+	flows, groups := a.flows(t, "cookie=0xba6f000000000000/0xffff000000000000"), a.groups(t)
+
+	// The daemon dies: no cleanup.
+	drivers[a].Close()
+	c = rising("daemon down", c)
+
+	d := func() *Driver {
+		d, err := a.newDriver(t, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.AdoptState(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Initialize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}()
+	check(t, "flows after adoption", a.flows(t, "cookie=0xba6f000000000000/0xffff000000000000"), flows)
+	check(t, "groups after adoption", a.groups(t), groups)
+	c = rising("adopted", c)
+	// The VPN layer numbers instances in creation order: the VRF comes
+	// back as its instance 2; the port and one route come back.
+	inst, err := d.NewInstance(ctx, dataplane.InstanceConfig{ID: 2, ExternalID: "net1", GatewayIP: netip.MustParseAddr("198.51.100.1"), PrefixLen: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := inst.(*vrf)
+	if err := v.VifPlugged(ctx, port(a.vm.MAC(), a.vm.Addr(), a.vm.Port(), 16, dataplane.DirectionBoth)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetupRemotePrefix(ctx, toB); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, d)
+	check(t, "flows after the re-plug", a.flows(t, "cookie=0xba6f000000000000/0xffff000000000000"), flows)
+	check(t, "groups after the re-plug", a.groups(t), groups)
+	c = rising("re-plugged", c)
+	lg := lgItems(d.LookingGlass().Extra)
+	if p, ok := lg["inherited_pending"].(map[string]any); !ok || p["flows"] != 1 || p["groups"] != 1 {
+		t.Errorf("inherited_pending %v: want the route that did not come back", lg["inherited_pending"])
+	}
+	if err := d.SweepStale(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.checkVRF(t, v)
+	if slices.ContainsFunc(a.flows(t), func(l string) bool { return strings.Contains(l, "203.0.113.128/25") }) || len(a.groups(t)) != 1 {
+		t.Errorf("the route that did not come back is still there: %q %q", a.flows(t), a.groups(t))
+	}
+	rising("swept", c)
+	select {
+	case <-ping.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("ping did not end")
+	}
+	if res := out.String(); !strings.Contains(res, "120 packets transmitted, 120 received, 0% packet loss") {
+		t.Errorf("echoes lost across the restart:\n%s", res[max(0, len(res)-400):])
 	}
 }

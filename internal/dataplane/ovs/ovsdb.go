@@ -32,6 +32,8 @@ type bridgeInfo struct {
 	exists       bool
 	protocols    []string
 	datapathType string
+	// externalIDs is the bridge's external_ids column.
+	externalIDs map[string]string
 }
 
 // portInfo is what the driver reads of an OVS port and its (single)
@@ -62,6 +64,9 @@ type dbOp struct {
 	// owner is the OwnerKey mark of an added port.
 	owner     string
 	protocols []string
+	// key and value are a bridge external_ids entry (opSetBridgeKey,
+	// opDelBridgeKey: value unused).
+	key, value string
 }
 
 type dbOpKind int
@@ -76,6 +81,10 @@ const (
 	opDelPort
 	// opProtocols sets the bridge's OpenFlow versions.
 	opProtocols
+	// opSetBridgeKey sets external_ids:key=value on the bridge;
+	// opDelBridgeKey removes the key (absent: no error).
+	opSetBridgeKey
+	opDelBridgeKey
 )
 
 // database is how the driver reads and changes the OVS database. The
@@ -134,7 +143,7 @@ func firstLine(s string) string {
 }
 
 func (v *vsctl) bridge(ctx context.Context) (bridgeInfo, error) {
-	out, err := v.run(ctx, "--columns=protocols,datapath_type", "find", "Bridge", "name="+quote(v.bridgeName))
+	out, err := v.run(ctx, "--columns=protocols,datapath_type,external_ids", "find", "Bridge", "name="+quote(v.bridgeName))
 	if err != nil {
 		return bridgeInfo{}, err
 	}
@@ -146,7 +155,8 @@ func (v *vsctl) bridge(ctx context.Context) (bridgeInfo, error) {
 	if len(rows) == 0 {
 		return bridgeInfo{}, nil
 	}
-	return bridgeInfo{exists: true, protocols: rows[0].strings("protocols"), datapathType: rows[0].string("datapath_type")}, nil
+	return bridgeInfo{exists: true, protocols: rows[0].strings("protocols"), datapathType: rows[0].string("datapath_type"),
+		externalIDs: rows[0].mapValue("external_ids")}, nil
 }
 
 func (v *vsctl) port(ctx context.Context, name string) (portInfo, bool, error) {
@@ -208,6 +218,11 @@ func (v *vsctl) apply(ctx context.Context, ops ...dbOp) error {
 	}
 	var args []string
 	br := v.bridgeName
+	// external_ids of the bridge mean nothing to ovs-vswitchd: no need to
+	// wait for it to apply them.
+	if !slices.ContainsFunc(ops, func(op dbOp) bool { return op.kind != opSetBridgeKey && op.kind != opDelBridgeKey }) {
+		args = append(args, "--no-wait")
+	}
 	for _, op := range ops {
 		switch op.kind {
 		case opAddPort:
@@ -223,6 +238,10 @@ func (v *vsctl) apply(ctx context.Context, ops ...dbOp) error {
 			args = append(args, "--", "--if-exists", "del-port", br, op.name)
 		case opProtocols:
 			args = append(args, "--", "set", "Bridge", br, "protocols="+strings.Join(op.protocols, ","))
+		case opSetBridgeKey:
+			args = append(args, "--", "set", "Bridge", br, "external_ids:"+quote(op.key)+"="+quote(op.value))
+		case opDelBridgeKey:
+			args = append(args, "--", "remove", "Bridge", br, "external_ids", quote(op.key))
 		default:
 			return fmt.Errorf("unknown OVSDB operation %d", op.kind)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -25,8 +26,9 @@ const (
 
 // vrf is the dataplane of one VRF.
 type vrf struct {
-	d      *Driver
-	cfg    dataplane.InstanceConfig
+	d   *Driver
+	cfg dataplane.InstanceConfig
+	// id is the dataplane id (did): in cookies and reg0 values.
 	id     uint32
 	cookie uint64
 	log    *slog.Logger
@@ -45,8 +47,9 @@ type vrf struct {
 	endpoints map[endpointKey]dataplane.Port
 	// labels are the label flows installed, by label.
 	labels map[uint32]*labelUse
-	// arp is the ARP responder flow when installed.
-	arp *flow
+	// responder are the ARP and neighbour-discovery responder flows, while
+	// the VRF has a port (none when not configured).
+	responder []flow
 	// fallback is the last fallback given, and its flow when installed.
 	fallback     *dataplane.Fallback
 	fallbackFlow *flow
@@ -64,8 +67,9 @@ type vrf struct {
 	inflight  map[netip.Prefix]*routeChange
 	dirty     map[netip.Prefix]uint64
 	dirtyQ    []netip.Prefix
-	// failed are the prefixes whose last change OVS refused.
-	failed map[netip.Prefix]struct{}
+	// failing are the prefixes whose wanted route OVS refused or could not
+	// take, waiting for another attempt (writer.go).
+	failing map[netip.Prefix]*failure
 	// cleaning: Cleanup is under way; the writer leaves the VRF alone.
 	cleaning bool
 	// queued: in the writer's queue (guarded by the writer's mu).
@@ -80,9 +84,27 @@ type localPort struct {
 	// owned: the driver added it to the bridge and removes it with its
 	// last endpoint.
 	owned bool
-	// endpoints counts the endpoints on the port, fromPort those that
-	// forward from it (the input flows exist while it is not zero).
-	endpoints, fromPort int
+	// endpoints counts the endpoints on the port, fromPort4 and fromPort6
+	// those that forward from it by family (IPv4 counts endpoints without
+	// an address): the port's IPv4 and ARP input flows exist while
+	// fromPort4 is not zero, its IPv6 one while fromPort6 is not.
+	endpoints, fromPort4, fromPort6 int
+}
+
+// inputFlows are the input flows of a port for the family of v6.
+func inputFlows(o Options, id uint32, ofport, vlan int, v6 bool) []flow {
+	if v6 {
+		return []flow{inputFlow(o, id, "ipv6", ofport, vlan)}
+	}
+	return []flow{inputFlow(o, id, "ip", ofport, vlan), inputFlow(o, id, "arp", ofport, vlan)}
+}
+
+// fromPort is the count of p's from-port endpoints of the family of v6.
+func (p *localPort) fromPort(v6 bool) *int {
+	if v6 {
+		return &p.fromPort6
+	}
+	return &p.fromPort4
 }
 
 type endpointKey struct {
@@ -90,10 +112,13 @@ type endpointKey struct {
 	ip  netip.Addr
 }
 
-// labelUse is a label flow and the to-port endpoints using it.
+// labelUse is a label flow and the to-port endpoints using it. The
+// flow pops the label for one family (eth): OVS cannot tell the payload's
+// family, so a label delivers IPv4 or IPv6, not both.
 type labelUse struct {
 	flows []flow
 	count int
+	eth   uint16
 }
 
 // route is the group and flow of a prefix.
@@ -116,13 +141,14 @@ type redirect struct {
 	flows []flow
 }
 
-func newVRF(d *Driver, cfg dataplane.InstanceConfig) *vrf {
+// newVRF makes the VRF of cfg with dataplane id did.
+func newVRF(d *Driver, cfg dataplane.InstanceConfig, did uint32) *vrf {
 	v := &vrf{
 		d:           d,
 		cfg:         cfg,
-		id:          cfg.ID,
-		cookie:      InstanceCookie(cfg.ID),
-		log:         d.log.With("instance", cfg.ExternalID, "instance_id", cfg.ID),
+		id:          did,
+		cookie:      InstanceCookie(did),
+		log:         d.log.With("instance", cfg.ExternalID, "instance_id", cfg.ID, "dataplane_id", did),
 		ports:       make(map[string]*localPort),
 		endpoints:   make(map[endpointKey]dataplane.Port),
 		labels:      make(map[uint32]*labelUse),
@@ -131,7 +157,7 @@ func newVRF(d *Driver, cfg dataplane.InstanceConfig) *vrf {
 		installed:   make(map[netip.Prefix]*route),
 		inflight:    make(map[netip.Prefix]*routeChange),
 		dirty:       make(map[netip.Prefix]uint64),
-		failed:      make(map[netip.Prefix]struct{}),
+		failing:     make(map[netip.Prefix]*failure),
 	}
 	if gw, ok := cfg.Gateway(); ok {
 		v.subnet = gw.Masked()
@@ -174,7 +200,7 @@ func (v *vrf) apply(ctx context.Context, b *bundle) error {
 	if v.log.Enabled(ctx, slog.LevelDebug) {
 		v.log.Debug("OpenFlow bundle", "lines", b.lines())
 	}
-	return v.d.of.bundle(ctx, b.lines())
+	return v.d.bundle(ctx, b.lines())
 }
 
 func checkMAC(mac net.HardwareAddr) error {
@@ -206,9 +232,9 @@ func (v *vrf) plug(ctx context.Context, p dataplane.Port) error {
 	if err := checkMAC(p.MAC); err != nil {
 		return err
 	}
-	if p.IP.IsValid() && !p.IP.Is4() {
-		return fmt.Errorf("endpoint %s: IPv6 is not supported by this driver", p.IP)
-	}
+	p.IP = p.IP.Unmap()
+	v6 := p.IP.Is6()
+	eth := ethTypeOf(p.IP)
 	if p.Label > maxLabel {
 		return fmt.Errorf("label %d is not 20 bits", p.Label)
 	}
@@ -257,39 +283,37 @@ func (v *vrf) plug(ctx context.Context, p dataplane.Port) error {
 			b.addFlow(f)
 		}
 	}
-	if dir.FromPort() && port.fromPort == 0 {
-		b.addFlow(inputFlow(v.d.opts, v.id, "ip", port.ofport, vlan))
-		b.addFlow(inputFlow(v.d.opts, v.id, "arp", port.ofport, vlan))
-	}
-	arp := v.arp
-	if arp == nil && v.d.opts.ARPResponder {
-		switch {
-		case v.d.opts.ProxyARP:
-			f := arpResponderFlow(v.d.opts, v.id, netip.Addr{}, vlan)
-			arp = &f
-		case v.cfg.GatewayIP.IsValid():
-			f := arpResponderFlow(v.d.opts, v.id, v.cfg.GatewayIP, vlan)
-			arp = &f
-		default:
-			v.log.Warn("no ARP responder: the VRF has no gateway address")
+	if dir.FromPort() && *port.fromPort(v6) == 0 {
+		for _, f := range inputFlows(v.d.opts, v.id, port.ofport, vlan, v6) {
+			b.addFlow(f)
 		}
-		if arp != nil {
-			b.addFlow(*arp)
+	}
+	responder := v.responder
+	if len(v.ports) == 0 && v.d.opts.ARPResponder {
+		responder = v.responderFlows(vlan)
+		for _, f := range responder {
+			b.addFlow(f)
 		}
 	}
 	var newLabel []flow
 	if dir.ToPort() {
 		use := v.labels[p.Label]
 		if use == nil {
-			newLabel = append(newLabel, labelFlow(v.d.opts, v.id, p.Label, p.MAC, port.ofport, vlan))
+			newLabel = append(newLabel, labelFlow(v.d.opts, v.id, p.Label, eth, p.MAC, port.ofport, vlan))
 			if v.d.opts.VXLANEncap {
 				newLabel = append(newLabel, vxlanLabelFlow(v.d.opts, v.id, p.Label, p.MAC, tun.vxlanPort, port.ofport, vlan))
 			}
-		} else if use.flows[0].actions != labelFlow(v.d.opts, v.id, p.Label, p.MAC, port.ofport, vlan).actions {
+		} else if use.flows[0].actions != labelFlow(v.d.opts, v.id, p.Label, use.eth, p.MAC, port.ofport, vlan).actions {
 			if added {
 				v.dropPort(ctx, port)
 			}
 			return fmt.Errorf("label %d already delivers to another endpoint", p.Label)
+		} else if use.eth != eth {
+			if added {
+				v.dropPort(ctx, port)
+			}
+			return fmt.Errorf("label %d already delivers %s to %s: OVS pops a label for one address family, "+
+				"and the VPN layer gives an endpoint's MAC one label for both", p.Label, familyName(use.eth), p.MAC)
 		}
 		for _, f := range newLabel {
 			b.addFlow(f)
@@ -304,17 +328,17 @@ func (v *vrf) plug(ctx context.Context, p dataplane.Port) error {
 	// Committed: record it.
 	v.vlan = vlan
 	v.fallbackFlow = fallback
-	v.arp = arp
+	v.responder = responder
 	if added || v.ports[port.linuxif] == nil {
 		v.ports[port.linuxif] = port
 	}
 	port.endpoints++
 	if dir.FromPort() {
-		port.fromPort++
+		*port.fromPort(v6)++
 	}
 	if dir.ToPort() {
 		if newLabel != nil {
-			v.labels[p.Label] = &labelUse{flows: newLabel}
+			v.labels[p.Label] = &labelUse{flows: newLabel, eth: eth}
 		}
 		v.labels[p.Label].count++
 	}
@@ -323,6 +347,31 @@ func (v *vrf) plug(ctx context.Context, p dataplane.Port) error {
 	v.endpoints[key] = p
 	v.log.Debug("port plugged", "port", port.name, "ofport", port.ofport, "mac", p.MAC.String(), "ip", p.IP, "label", p.Label, "direction", string(dir))
 	return nil
+}
+
+// responderFlows are the VRF's ARP and neighbour-discovery responder
+// flows (arp_responder): for its gateway, by family; for every address
+// with proxy_arp.
+func (v *vrf) responderFlows(vlan int) []flow {
+	o := v.d.opts
+	gw := v.cfg.GatewayIP.Unmap()
+	switch {
+	case o.ProxyARP:
+		return append([]flow{arpResponderFlow(o, v.id, netip.Addr{}, vlan)}, ndResponderFlows(o, v.id, netip.Addr{}, vlan)...)
+	case gw.Is4():
+		return []flow{arpResponderFlow(o, v.id, gw, vlan)}
+	case gw.Is6():
+		return ndResponderFlows(o, v.id, gw, vlan)
+	}
+	v.log.Warn("no ARP or neighbour-discovery responder: the VRF has no gateway address")
+	return nil
+}
+
+func familyName(eth uint16) string {
+	if eth == ethIPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // portFor finds, or adds, the OVS port of lp; added says the port was
@@ -369,6 +418,9 @@ func (v *vrf) portFor(ctx context.Context, lp dataplane.LocalPort) (port *localP
 		}
 		// A port marked ours by an earlier run stays ours; another one is
 		// its owner's.
+		if info.owner == owner {
+			v.d.confirmPort(name)
+		}
 		return &localPort{linuxif: lp.LinuxIf, name: name, ofport: info.ofport, owned: info.owner == owner}, false, nil
 	}
 	if err := v.d.db.apply(ctx, dbOp{kind: opAddPort, name: name, owner: owner}); err != nil {
@@ -430,7 +482,7 @@ func (v *vrf) VifUnplugged(ctx context.Context, p dataplane.Port, lastEndpoint b
 	if err := checkMAC(p.MAC); err != nil {
 		return v.fail(fmt.Errorf("unplug from %s: %w", v.cfg.ExternalID, err))
 	}
-	key := endpointKey{p.MAC.String(), p.IP}
+	key := endpointKey{p.MAC.String(), p.IP.Unmap()}
 	ep, ok := v.endpoints[key]
 	if !ok {
 		v.log.Debug("unplug of an unknown endpoint", "mac", p.MAC.String(), "ip", p.IP)
@@ -447,17 +499,21 @@ func (v *vrf) VifUnplugged(ctx context.Context, p dataplane.Port, lastEndpoint b
 			}
 		}
 	}
-	if ep.Direction.FromPort() && port.fromPort == 1 {
-		b.delFlow(inputFlow(v.d.opts, v.id, "ip", port.ofport, v.vlan))
-		b.delFlow(inputFlow(v.d.opts, v.id, "arp", port.ofport, v.vlan))
+	v6 := ep.IP.Is6()
+	if ep.Direction.FromPort() && *port.fromPort(v6) == 1 {
+		for _, f := range inputFlows(v.d.opts, v.id, port.ofport, v.vlan, v6) {
+			b.delFlow(f)
+		}
 	}
 	lastOnPort := port.endpoints == 1
 	if lastOnPort != lastEndpoint {
 		v.log.Debug("unplug: last endpoint of the port per the driver's count", "port", port.name, "driver", lastOnPort, "caller", lastEndpoint)
 	}
-	dropARP := lastOnPort && len(v.ports) == 1 && v.arp != nil
-	if dropARP {
-		b.delFlow(*v.arp)
+	dropResponder := lastOnPort && len(v.ports) == 1 && len(v.responder) > 0
+	if dropResponder {
+		for _, f := range v.responder {
+			b.delFlow(f)
+		}
 	}
 	if err := v.apply(ctx, &b); err != nil {
 		return v.fail(fmt.Errorf("unplug %s from %s: %w", ep.LocalPort.LinuxIf, v.cfg.ExternalID, err))
@@ -471,11 +527,11 @@ func (v *vrf) VifUnplugged(ctx context.Context, p dataplane.Port, lastEndpoint b
 		}
 	}
 	if ep.Direction.FromPort() {
-		port.fromPort--
+		*port.fromPort(v6)--
 	}
 	port.endpoints--
-	if dropARP {
-		v.arp = nil
+	if dropResponder {
+		v.responder = nil
 	}
 	v.log.Debug("port unplugged", "port", port.name, "mac", p.MAC.String(), "ip", p.IP, "last_endpoint", lastOnPort)
 	if lastOnPort {
@@ -545,11 +601,17 @@ func (v *vrf) cleanupLocked(ctx context.Context) error {
 			}
 		}
 	}
-	if err := v.d.of.bundle(ctx, b.lines()); err != nil {
+	// Groups a previous run left for the VRF, no route took again.
+	inherited := v.d.staleGroupsOf(v.id)
+	for _, g := range inherited {
+		b.delGroup(g)
+	}
+	if err := v.d.bundle(ctx, b.lines()); err != nil {
 		return err
 	}
 	pending := len(v.dirty)
 	v.dropRoutesLocked()
+	v.d.releaseGroups(inherited...)
 	var ops []dbOp
 	var names []string
 	for _, p := range v.ports {
@@ -559,7 +621,7 @@ func (v *vrf) cleanupLocked(ctx context.Context) error {
 		}
 	}
 	v.closed = true
-	v.d.forget(v.id)
+	v.d.forget(v)
 	// Flush waiters look again: this VRF's changes are gone.
 	v.d.w.notify()
 	if err := v.d.db.apply(ctx, ops...); err != nil {
@@ -636,9 +698,11 @@ func (v *vrf) SetupRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) e
 }
 
 func (v *vrf) setup(ctx context.Context, r dataplane.RemotePrefix) error {
-	if !r.Prefix.IsValid() || !r.Prefix.Addr().Is4() {
-		return errors.New("not an IPv4 prefix (IPv6 is not supported by this driver)")
+	if !r.Prefix.IsValid() || r.Prefix.Addr().Is4In6() || r.Prefix.Addr().Zone() != "" {
+		return errors.New("not an IPv4 or IPv6 prefix")
 	}
+	// The tunnels are IPv4: a VPNv6 route's next hop is IPv4 (RFC 4659).
+	r.NextHop = r.NextHop.Unmap()
 	if !r.NextHop.Is4() {
 		return errors.New("the next hop is not an IPv4 address")
 	}
@@ -662,6 +726,11 @@ func (v *vrf) setup(ctx context.Context, r dataplane.RemotePrefix) error {
 	next := &route{}
 	if rt == nil {
 		g, held := v.heldGroup(p)
+		if !held {
+			// The group a previous run used for the prefix, so that the
+			// flow is written again as it is (reconcile.go).
+			g, held = v.d.inheritedGroup(v.id, prefixFlow(v.d.opts, v.id, p, 0, false).key())
+		}
 		if !held {
 			if g, err = v.d.allocGroup(); err != nil {
 				return err
@@ -773,6 +842,7 @@ func (v *vrf) RemoveRemotePrefix(ctx context.Context, r dataplane.RemotePrefix) 
 	}
 	defer v.mu.Unlock()
 	p := r.Prefix.Masked()
+	r.NextHop = r.NextHop.Unmap()
 	rt := v.prefixes[p]
 	if rt == nil {
 		v.log.Debug("removal of an unknown route", "prefix", r.Prefix.String(), "next_hop", r.NextHop, "label", r.Label)
@@ -804,10 +874,10 @@ func (v *vrf) AddTrafficClassifier(ctx context.Context, c dataplane.Classifier, 
 	fail := func(err error) error {
 		return v.fail(fmt.Errorf("classifier %s to instance %d in %s: %w", c, redirectTo, v.cfg.ExternalID, err))
 	}
-	if redirectTo == v.id || redirectTo == 0 {
+	if redirectTo == v.cfg.ID || redirectTo == 0 {
 		return fail(errors.New("a VRF cannot redirect to itself or to instance 0"))
 	}
-	flows, err := classifierFlows(v.d.opts, v.id, c, redirectTo)
+	flows, err := classifierFlows(v.d.opts, v.id, c, v.d.targetDID(redirectTo))
 	if err != nil {
 		return fail(err)
 	}
@@ -873,13 +943,24 @@ func (v *vrf) LookingGlass() []dataplane.LGItem {
 		groups = append(groups, r.group)
 	}
 	slices.Sort(groups)
-	failed := make([]string, 0, len(v.failed))
-	for p := range v.failed {
-		failed = append(failed, p.String())
+	failing := slices.SortedFunc(maps.Keys(v.failing), comparePrefixes)
+	refused := make([]string, 0, len(failing))
+	details := map[string]any{}
+	for i, p := range failing {
+		refused = append(refused, p.String())
+		if i >= maxFailuresLG {
+			continue
+		}
+		f := v.failing[p]
+		d := map[string]any{"attempts": f.attempts, "last_error": f.err.Error()}
+		if !f.due.IsZero() {
+			d["next_attempt"] = f.due.UTC().Format(time.RFC3339Nano)
+		}
+		details[p.String()] = d
 	}
-	slices.Sort(failed)
 	items := []dataplane.LGItem{
 		{Name: "cookie", Value: fmt.Sprintf("%#x", v.cookie)},
+		{Name: "dataplane_id", Value: v.id},
 		{Name: "ports", Value: ports},
 		{Name: "vlan", Value: v.vlan},
 		{Name: "groups", Value: groups},
@@ -887,7 +968,10 @@ func (v *vrf) LookingGlass() []dataplane.LGItem {
 			"wanted":    len(v.prefixes),
 			"installed": len(v.installed),
 			"pending":   len(v.dirty) + len(v.inflight),
-			"refused":   failed,
+			// refused: the prefixes failing; failures: their details
+			// (the first maxFailuresLG).
+			"refused":  refused,
+			"failures": details,
 		}},
 	}
 	if v.lastErr != "" {
@@ -901,17 +985,60 @@ func (v *vrf) LookingGlass() []dataplane.LGItem {
 	return items
 }
 
+// maxFailuresLG bounds the failing routes detailed in the looking glass
+// (all of them fail when ovs-vswitchd is down).
+const maxFailuresLG = 100
+
+func comparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
+}
+
 // state renders the flows and groups the VRF has installed (routes: those
 // the writer has written), sorted, for tests and debugging.
 func (v *vrf) state() []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	flows, groups := v.installedLocked()
 	var out []string
-	add := func(f flow) { out = append(out, f.String()) }
+	for _, f := range flows {
+		out = append(out, f.String())
+	}
+	for _, g := range groups {
+		out = append(out, g.text())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// stateBundle is the bundle that writes everything v has installed
+// (v.mu held): a resync after the switch lost its tables.
+func (v *vrf) stateBundle() *bundle {
+	flows, groups := v.installedLocked()
+	var b bundle
+	for _, g := range groups {
+		b.setGroup(g)
+	}
+	for _, f := range flows {
+		b.addFlow(f)
+	}
+	return &b
+}
+
+// installedLocked are the flows and groups v has installed (v.mu held).
+func (v *vrf) installedLocked() ([]flow, []group) {
+	var flows []flow
+	var groups []group
+	add := func(f flow) { flows = append(flows, f) }
 	for _, p := range v.ports {
-		if p.fromPort > 0 {
-			add(inputFlow(v.d.opts, v.id, "ip", p.ofport, v.vlan))
-			add(inputFlow(v.d.opts, v.id, "arp", p.ofport, v.vlan))
+		for _, v6 := range []bool{false, true} {
+			if *p.fromPort(v6) > 0 {
+				for _, f := range inputFlows(v.d.opts, v.id, p.ofport, v.vlan, v6) {
+					add(f)
+				}
+			}
 		}
 	}
 	for _, u := range v.labels {
@@ -919,21 +1046,20 @@ func (v *vrf) state() []string {
 			add(f)
 		}
 	}
-	if v.arp != nil {
-		add(*v.arp)
+	for _, f := range v.responder {
+		add(f)
 	}
 	if v.fallbackFlow != nil {
 		add(*v.fallbackFlow)
 	}
 	for _, r := range v.installed {
 		add(r.flow)
-		out = append(out, v.groupOf(r).text())
+		groups = append(groups, v.groupOf(r))
 	}
 	for _, c := range v.classifiers {
 		for _, f := range c.flows {
 			add(f)
 		}
 	}
-	slices.Sort(out)
-	return out
+	return flows, groups
 }

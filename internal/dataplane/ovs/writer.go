@@ -1,9 +1,11 @@
 package ovs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -23,6 +25,41 @@ import (
 // routes thus costs a few bundles instead of one ovs-ofctl run per route,
 // and a prefix changed several times before the writer gets to it costs
 // one change (only its last state is written, so per-prefix order holds).
+
+// Retries. A change OVS refused, or could not take (ovs-vswitchd
+// restarting, the connection lost), stays wanted and is written again
+// after a backoff that doubles from retryMin to retryMax per failed
+// attempt: a transient failure heals by itself, without a BGP event, and a
+// change refused for good (a bad flow) costs one bundle every retryMax,
+// not a hot loop. The first failure of a change is logged as an error,
+// later ones of the same change at debug level; the failing routes, their
+// attempts and last error are in the instance's looking glass, the counts
+// in the driver's.
+const (
+	retryMin = 100 * time.Millisecond
+	retryMax = 10 * time.Second
+)
+
+// backoff is the wait after the attempts-th failed attempt: lo, doubled
+// for each further attempt, at most hi.
+func backoff(lo, hi time.Duration, attempts int) time.Duration {
+	d := lo
+	for i := 1; i < attempts && d < hi; i++ {
+		d *= 2
+	}
+	return min(d, hi)
+}
+
+// failure is a route change of a prefix that failed, waiting for its next
+// attempt.
+type failure struct {
+	// target is the wanted route the change was for (nil: the removal).
+	target   *route
+	attempts int
+	err      error
+	// due is when the next attempt is made; zero while one is pending.
+	due time.Time
+}
 
 // maxBatch bounds the route changes (prefixes) of one bundle: about 8,000
 // messages, some 80 ms over the OpenFlow connection (0.2 s through
@@ -59,6 +96,8 @@ type routeChange struct {
 	seq   uint64
 	lines []string
 	err   error
+	// retry: the change is an attempt after a failure.
+	retry bool
 }
 
 // writer is the driver's route writer: the queue of VRFs with dirty
@@ -86,11 +125,36 @@ type writer struct {
 	// batch or pending work was dropped: waiters then look again.
 	progress chan struct{}
 	// batches, changes and failed count what was written and refused,
-	// for the looking glass and WriterStats.
-	batches, changes, failed int
+	// for the looking glass and WriterStats; retries the attempts that
+	// were retries.
+	batches, changes, failed, retries int
+	// retrying are the VRFs with routes waiting for another attempt
+	// (vrf.failing), with the earliest due time of each.
+	retrying map[*vrf]time.Time
+	// resync says the switch may have lost the driver's flows and groups
+	// (its connection dropped: ovs-vswitchd restarted, say, which starts
+	// with empty tables; or a change failed for another reason than a
+	// refusal): the writer then writes everything the driver has
+	// installed again, at resyncAt, retried with backoff. Rewriting is
+	// harmless when nothing was lost: OVS replaces a flow added again and
+	// keeps its counters. resyncs counts the rewrites done, resyncErr is
+	// the last failed one's error.
+	resync         bool
+	resyncAttempts int
+	resyncAt       time.Time
+	resyncs        int
+	resyncErr      string
+	// minBackoff and maxBackoff are retryMin and retryMax (tests shorten
+	// or lengthen them).
+	minBackoff, maxBackoff time.Duration
+	// sweepAt is when the writer removes what was inherited and not
+	// confirmed (reconcile.go); zero: no sweep set.
+	sweepAt time.Time
 }
 
 func (w *writer) init() {
+	w.retrying = make(map[*vrf]time.Time)
+	w.minBackoff, w.maxBackoff = retryMin, retryMax
 	w.kick = make(chan struct{}, 1)
 	w.stop = make(chan struct{})
 	w.done = make(chan struct{})
@@ -115,6 +179,37 @@ func (w *writer) isClosed() bool {
 	return w.closed
 }
 
+// kickLocked wakes the writer (w.mu held), starting it if needed.
+func (d *Driver) kickLocked() {
+	w := &d.w
+	if w.closed {
+		return
+	}
+	if !w.started {
+		w.started = true
+		go d.runWriter()
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// requestResync asks the writer to write everything the driver has
+// installed again, at once unless a resync is already waiting for its
+// next attempt. Called when the switch may have lost its tables; it does
+// not block.
+func (d *Driver) requestResync() {
+	w := &d.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.resync {
+		return
+	}
+	w.resync, w.resyncAttempts, w.resyncAt = true, 0, time.Time{}
+	d.kickLocked()
+}
+
 // enqueue schedules v's dirty prefixes (v.mu held by the caller), starting
 // the writer with the first route.
 func (d *Driver) enqueue(v *vrf) {
@@ -128,14 +223,7 @@ func (d *Driver) enqueue(v *vrf) {
 		v.queued = true
 		w.queue = append(w.queue, v)
 	}
-	if !w.started {
-		w.started = true
-		go d.runWriter()
-	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	d.kickLocked()
 }
 
 // stopWriter stops the writer: a batch under way is finished (its runs
@@ -190,9 +278,9 @@ func (d *Driver) waitFor(ctx context.Context, cond func() (bool, error)) error {
 }
 
 // Flush waits until every remote-route change asked for before the call
-// has been written to OVS, or refused by it (the error is then in the
-// logs and the instance's looking glass, as last_error), or dropped by
-// its instance's Cleanup. It returns an error only when ctx ends first or
+// has been written to OVS, or has failed once (the error is then in the
+// logs and the instance's looking glass, as last_error; its retries are
+// not waited for), or dropped by its instance's Cleanup. It returns an error only when ctx ends first or
 // the driver is closed with changes not written. For tests and
 // benchmarks; the VPN layer never needs it.
 func (d *Driver) Flush(ctx context.Context) error {
@@ -210,15 +298,18 @@ func (d *Driver) Flush(ctx context.Context) error {
 type WriterStats struct {
 	// Bundles are the batches written (a refused batch split in halves
 	// counts once), Changes the prefix changes in them, Refused those OVS
-	// refused.
-	Bundles, Changes, Refused int
+	// refused or could not take, Retries the changes that were attempts
+	// after a failure, Resyncs the rewrites of everything after the
+	// switch may have lost its tables.
+	Bundles, Changes, Refused, Retries, Resyncs int
 }
 
 // WriterStats returns the route writer's counts.
 func (d *Driver) WriterStats() WriterStats {
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
-	return WriterStats{Bundles: d.w.batches, Changes: d.w.changes, Refused: d.w.failed}
+	w := &d.w
+	return WriterStats{Bundles: w.batches, Changes: w.changes, Refused: w.failed, Retries: w.retries, Resyncs: w.resyncs}
 }
 
 // pendingUpTo says whether a live VRF has a change numbered upTo or less
@@ -241,20 +332,210 @@ func (d *Driver) pendingUpTo(upTo uint64) bool {
 	return false
 }
 
-// runWriter is the writer goroutine: batches until the queue is empty,
-// then waits for a kick.
+// runWriter is the writer goroutine: it rewrites everything when a resync
+// is due, schedules the failed changes whose retry is due, writes batches
+// until the queue is empty, then waits for a kick or the next due time.
 func (d *Driver) runWriter() {
 	w := &d.w
 	defer close(w.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-w.kick:
+		case <-timer.C:
 		}
+		d.resyncIfDue()
+		d.sweepIfDue()
+		d.requeueDue()
 		for d.writeBatch() {
 		}
+		if at, ok := d.nextWake(); ok {
+			timer.Reset(time.Until(at))
+		}
 	}
+}
+
+// nextWake is the earliest time a retry or a resync is due.
+func (d *Driver) nextWake() (time.Time, bool) {
+	w := &d.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var at time.Time
+	ok := false
+	consider := func(t time.Time) {
+		if !ok || t.Before(at) {
+			at, ok = t, true
+		}
+	}
+	if w.resync {
+		consider(w.resyncAt)
+	}
+	if !w.sweepAt.IsZero() {
+		consider(w.sweepAt)
+	}
+	for _, t := range w.retrying {
+		consider(t)
+	}
+	return at, ok
+}
+
+// requeueDue marks dirty the failed changes whose retry is due.
+func (d *Driver) requeueDue() {
+	w := &d.w
+	now := time.Now()
+	w.mu.Lock()
+	if w.paused > 0 || w.closed {
+		w.mu.Unlock()
+		return
+	}
+	var due []*vrf
+	for v, t := range w.retrying {
+		if !t.After(now) {
+			due = append(due, v)
+			delete(w.retrying, v)
+		}
+	}
+	w.mu.Unlock()
+	for _, v := range due {
+		v.mu.Lock()
+		v.retryDueLocked(now)
+		v.mu.Unlock()
+	}
+}
+
+// retryDueLocked marks dirty v's failed changes due at now, and
+// registers v with the writer again for the others (v.mu held).
+func (v *vrf) retryDueLocked(now time.Time) {
+	if v.closed || v.cleaning {
+		return
+	}
+	var next time.Time
+	for p, f := range v.failing {
+		switch {
+		case f.due.IsZero():
+			// An attempt is pending.
+		case !f.due.After(now):
+			f.due = time.Time{}
+			v.markDirty(p)
+		case next.IsZero() || f.due.Before(next):
+			next = f.due
+		}
+	}
+	if !next.IsZero() {
+		v.d.retryAt(v, next)
+	}
+}
+
+// retryAt registers v for a retry at t (v.mu held).
+func (d *Driver) retryAt(v *vrf, t time.Time) {
+	w := &d.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if old, ok := w.retrying[v]; !ok || t.Before(old) {
+		w.retrying[v] = t
+	}
+	d.kickLocked()
+}
+
+// retryNow makes every failed change due now (after a resync: they most
+// likely failed for the reason the resync repaired).
+func (d *Driver) retryNow() {
+	d.mu.Lock()
+	live := slices.Collect(maps.Values(d.live))
+	d.mu.Unlock()
+	for _, v := range live {
+		v.mu.Lock()
+		if len(v.failing) > 0 {
+			now := time.Now()
+			for _, f := range v.failing {
+				if !f.due.IsZero() {
+					f.due = now
+				}
+			}
+			v.d.retryAt(v, now)
+		}
+		v.mu.Unlock()
+	}
+}
+
+// resyncIfDue rewrites everything the driver has installed when a resync
+// is due: the base flows, and each VRF's flows and groups in a bundle of
+// its own, under the VRF's lock (so that no plug or cleanup interleaves).
+// On failure it is tried again after a backoff.
+func (d *Driver) resyncIfDue() {
+	w := &d.w
+	w.mu.Lock()
+	if !w.resync || w.paused > 0 || w.closed || time.Now().Before(w.resyncAt) {
+		w.mu.Unlock()
+		return
+	}
+	w.busy = true
+	w.mu.Unlock()
+	begin := time.Now()
+	vrfs, lines, err := d.rewriteAll()
+	w.mu.Lock()
+	w.busy = false
+	w.notifyLocked()
+	if err != nil {
+		w.resyncAttempts++
+		w.resyncAt = time.Now().Add(backoff(w.minBackoff, w.maxBackoff, w.resyncAttempts))
+		first := err.Error() != w.resyncErr
+		w.resyncErr = err.Error()
+		attempts := w.resyncAttempts
+		w.mu.Unlock()
+		if first {
+			d.log.Warn("OVS tables not rewritten, will retry", "attempts", attempts, "error", err)
+		} else {
+			d.log.Debug("OVS tables not rewritten, will retry", "attempts", attempts, "error", err)
+		}
+		return
+	}
+	w.resync, w.resyncAttempts, w.resyncErr = false, 0, ""
+	w.resyncs++
+	w.mu.Unlock()
+	d.log.Info("OVS tables rewritten", "instances", vrfs, "lines", lines, "duration", time.Since(begin))
+	d.retryNow()
+}
+
+// rewriteAll writes again the base flows and every live VRF's installed
+// state; it returns the VRFs and lines written.
+func (d *Driver) rewriteAll() (vrfs, lines int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ofctlTimeout)
+	defer cancel()
+	d.mu.Lock()
+	if d.ready {
+		var b bundle
+		for _, f := range d.baseFlowsLocked() {
+			b.addFlow(f)
+		}
+		lines += len(b.lines())
+		if err := d.bundle(ctx, b.lines()); err != nil {
+			d.mu.Unlock()
+			return 0, 0, fmt.Errorf("base flows: %w", err)
+		}
+	}
+	live := slices.SortedFunc(maps.Values(d.live), func(a, b *vrf) int { return cmp.Compare(a.id, b.id) })
+	d.mu.Unlock()
+	for _, v := range live {
+		v.mu.Lock()
+		if v.closed || v.cleaning {
+			v.mu.Unlock()
+			continue
+		}
+		b := v.stateBundle()
+		err := d.bundle(ctx, b.lines())
+		v.mu.Unlock()
+		if err != nil {
+			return vrfs, lines, fmt.Errorf("instance %s: %w", v.cfg.ExternalID, err)
+		}
+		vrfs++
+		lines += len(b.lines())
+	}
+	return vrfs, lines, nil
 }
 
 // writeBatch takes up to maxBatch changes from the queued VRFs, writes
@@ -297,6 +578,11 @@ func (d *Driver) writeBatch() bool {
 		w.batches++
 		w.changes += len(batch)
 		w.failed += failed
+		for _, c := range batch {
+			if c.retry {
+				w.retries++
+			}
+		}
 		w.mu.Unlock()
 		d.record(batch)
 	}
@@ -324,7 +610,7 @@ func (d *Driver) commit(changes []*routeChange) {
 	for _, c := range changes {
 		lines = append(lines, c.lines...)
 	}
-	err := d.of.bundle(context.Background(), lines)
+	err := d.bundle(context.Background(), lines)
 	if err == nil {
 		return
 	}
@@ -339,9 +625,19 @@ func (d *Driver) commit(changes []*routeChange) {
 	}
 }
 
-// record updates each VRF with the outcome of its changes, then reports
-// them to Config.Applied.
+// record reports the outcome of each change to Config.Applied, then
+// updates each VRF with it: Flush returns once the VRFs know, by then
+// every report is out.
 func (d *Driver) record(batch []*routeChange) {
+	if d.applied != nil {
+		for _, c := range batch {
+			installed := c.target != nil
+			if c.err != nil {
+				installed = c.prev != nil
+			}
+			d.applied(RouteApplied{Instance: c.v.cfg.ID, Prefix: c.prefix, Installed: installed, Err: c.err})
+		}
+	}
 	for start := 0; start < len(batch); {
 		// A VRF's changes are contiguous in a batch.
 		end := start + 1
@@ -350,16 +646,6 @@ func (d *Driver) record(batch []*routeChange) {
 		}
 		batch[start].v.complete(batch[start:end])
 		start = end
-	}
-	if d.applied == nil {
-		return
-	}
-	for _, c := range batch {
-		installed := c.target != nil
-		if c.err != nil {
-			installed = c.prev != nil
-		}
-		d.applied(RouteApplied{Instance: c.v.id, Prefix: c.prefix, Installed: installed, Err: c.err})
 	}
 }
 
@@ -404,9 +690,14 @@ func (v *vrf) take(batch []*routeChange, max int) []*routeChange {
 				// The same route (same group): keep the newer object.
 				v.installed[p] = target
 			}
+			// Nothing to write: a failed change is moot.
+			delete(v.failing, p)
 			continue
 		}
 		c := &routeChange{v: v, prefix: p, prev: prev, target: target, seq: seq, lines: lines}
+		if f := v.failing[p]; f != nil && f.target == target {
+			c.retry = true
+		}
 		v.inflight[p] = c
 		batch = append(batch, c)
 	}
@@ -455,13 +746,15 @@ func (v *vrf) changeLines(prev, target *route) []string {
 	return b.lines()
 }
 
-// complete records the outcome of v's changes of a batch. A refused
-// change is dropped: the prefix keeps what the bridge has, as when a
-// synchronous call fails (unless it was changed again meanwhile: that
-// newer change is written next).
+// complete records the outcome of v's changes of a batch. A failed
+// change stays wanted (the bridge keeps what it has meanwhile: bundles
+// are atomic) and is tried again after a backoff, unless the prefix was
+// changed again meanwhile: that newer change is written next.
 func (v *vrf) complete(changes []*routeChange) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	now := time.Now()
+	var next time.Time
 	for _, c := range changes {
 		p := c.prefix
 		before := v.groupRefs(p)
@@ -472,21 +765,43 @@ func (v *vrf) complete(changes []*routeChange) {
 			} else {
 				v.installed[p] = c.target
 			}
-			delete(v.failed, p)
+			if f := v.failing[p]; f != nil {
+				if f.target == c.target {
+					v.log.Info("route change written after failed attempts", "prefix", p.String(), "attempts", f.attempts+1)
+				}
+				delete(v.failing, p)
+			}
 		} else {
-			if _, again := v.dirty[p]; !again && v.prefixes[p] == c.target {
-				if c.prev == nil {
-					delete(v.prefixes, p)
+			f := v.failing[p]
+			if _, again := v.dirty[p]; again || v.prefixes[p] != c.target {
+				// Superseded: the newer change decides.
+				delete(v.failing, p)
+			} else {
+				if f == nil || f.target != c.target {
+					f = &failure{target: c.target}
+					v.failing[p] = f
+				}
+				f.attempts++
+				same := f.err != nil && f.err.Error() == c.err.Error()
+				f.err = c.err
+				f.due = now.Add(backoff(v.d.w.minBackoff, v.d.w.maxBackoff, f.attempts))
+				if next.IsZero() || f.due.Before(next) {
+					next = f.due
+				}
+				v.fail(fmt.Errorf("route %s in %s: %w", p, v.cfg.ExternalID, c.err))
+				// Once per change (and error): retries of a change that
+				// keeps failing alike log at debug level.
+				if same {
+					v.log.Debug("route change failed again, will retry", "prefix", p.String(), "attempts", f.attempts, "retry_in", f.due.Sub(now), "error", c.err)
 				} else {
-					v.prefixes[p] = c.prev
+					v.log.Error("route change failed in OVS, will retry", "prefix", p.String(), "attempts", f.attempts, "retry_in", f.due.Sub(now), "error", c.err)
 				}
 			}
-			v.failed[p] = struct{}{}
-			err := fmt.Errorf("route %s in %s: %w", p, v.cfg.ExternalID, c.err)
-			v.fail(err)
-			v.log.Error("route change refused by OVS", "prefix", p.String(), "error", c.err)
 		}
 		v.releaseDropped(p, before)
+	}
+	if !next.IsZero() && !v.cleaning && !v.closed {
+		v.d.retryAt(v, next)
 	}
 	if len(v.dirtyQ) > 0 && !v.cleaning && !v.closed {
 		// Changed again while written.
@@ -587,7 +902,26 @@ func (v *vrf) dropRoutesLocked() {
 	clear(v.prefixes)
 	clear(v.installed)
 	clear(v.dirty)
-	clear(v.failed)
+	clear(v.failing)
 	v.dirtyQ = nil
+	v.d.w.mu.Lock()
+	delete(v.d.w.retrying, v)
+	v.d.w.mu.Unlock()
 	v.d.releaseGroups(ids...)
+}
+
+// bundle applies lines through OpenFlow (every change of the driver goes
+// through it), and takes what they write off the inherited state
+// (reconcile.go). An error that is not a refusal of some line (the switch
+// unreachable, the connection lost, a timeout) may mean the switch lost
+// its tables: a resync is requested.
+func (d *Driver) bundle(ctx context.Context, lines []string) error {
+	err := d.of.bundle(ctx, lines)
+	if err != nil && !rejectedRE.MatchString(err.Error()) && !errors.Is(err, context.Canceled) {
+		d.requestResync()
+	}
+	if err == nil {
+		d.confirm(lines)
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
@@ -39,6 +40,12 @@ func (r *rig) occupy(v *vrf) {
 		r.t.Fatal(err)
 	}
 	r.of.waitHeld(r.t)
+}
+
+// backoff sets the writer's retry backoff; before the first route (the
+// writer reads it unlocked).
+func (r *rig) backoff(min, max time.Duration) {
+	r.d.w.minBackoff, r.d.w.maxBackoff = min, max
 }
 
 func (r *rig) setup(v *vrf, routes ...dataplane.RemotePrefix) {
@@ -183,6 +190,8 @@ func TestRouteWriter(t *testing.T) {
 			defer mu.Unlock()
 			applied = append(applied, a)
 		}})
+		// No retry while the test looks.
+		r.backoff(time.Hour, time.Hour)
 		v := r.vrf(7)
 		bad := hostRoute(37)
 		r.of.fail = func(lines []string) error {
@@ -195,25 +204,27 @@ func TestRouteWriter(t *testing.T) {
 		for i := range 64 {
 			r.setup(v, hostRoute(i))
 		}
-		before := r.of.attempts
+		before := r.of.attemptCount()
 		r.of.release()
 		r.flush()
 		// 64 changes, one bad: the batch, then halves down to the bad one:
 		// 1 + 2·6 runs, against 1 + 64 when each is retried alone.
-		if n := r.of.attempts - before; n > 13 {
+		if n := r.of.attemptCount() - before; n > 13 {
 			t.Errorf("%d bundle runs", n)
 		}
 		if n := countLines(r.of.flowLines(), "nw_dst="); n != 64 {
 			t.Errorf("%d prefix flows, want 64 (63 and the blocker)", n)
 		}
 		check(t, "bridge vs driver", r.bridgeOf(v), v.state())
-		if _, ok := v.prefixes[bad.Prefix]; ok || len(v.failed) != 1 {
-			t.Errorf("refused route still wanted, or failed %v", v.failed)
+		// The refused route stays wanted, for its next attempt, and holds
+		// its group id.
+		if _, ok := v.prefixes[bad.Prefix]; !ok || len(v.failing) != 1 || v.failing[bad.Prefix] == nil {
+			t.Errorf("refused route not wanted, or failing %v", v.failing)
 		}
 		if !strings.Contains(v.lastErr, "route 203.0.113.37/32 in net7: ovs-ofctl bundle: OFPT_ERROR") {
 			t.Errorf("last_error %q", v.lastErr)
 		}
-		if len(r.d.groups) != 64 {
+		if len(r.d.groups) != 65 {
 			t.Errorf("%d group ids in use", len(r.d.groups))
 		}
 		mu.Lock()
@@ -230,22 +241,31 @@ func TestRouteWriter(t *testing.T) {
 	})
 	t.Run("an_unreachable_switch_fails_the_batch_without_splitting_it", func(t *testing.T) {
 		r := newRig(t, DefaultOptions())
+		r.backoff(time.Hour, time.Hour)
 		v := r.vrf(7)
-		r.of.fail = func([]string) error {
+		r.of.setFail(func([]string) error {
 			return errors.New("ovs-ofctl bundle: ovs-ofctl: unix:/run/x/br-mpls.mgmt: failed to connect to socket (Connection refused)")
-		}
-		before := r.of.attempts
+		})
+		r.of.attemptSizes()
 		r.occupy(v)
 		for i := range 32 {
 			r.setup(v, hostRoute(i))
 		}
 		r.of.release()
 		r.flush()
-		if n := r.of.attempts - before; n != 2 {
-			t.Errorf("%d bundle runs, want 2 (the blocker's and the batch's)", n)
+		// The blocker's bundle (2 lines), the batch's (64 lines), in one
+		// piece; the failure may also have started a resync (the switch may
+		// have lost its tables), which fails too: 1 base flow, 2 flows and a
+		// group... never a half of the batch.
+		for _, n := range r.of.attemptSizes() {
+			if n != 2 && n != 64 && n != 1 {
+				t.Errorf("a bundle of %d lines: the batch was split", n)
+			}
 		}
-		if len(v.prefixes) != 0 || len(v.installed) != 0 || len(v.failed) != 33 || len(r.d.groups) != 0 {
-			t.Errorf("wanted %d installed %d failed %d ids in use %d", len(v.prefixes), len(v.installed), len(v.failed), len(r.d.groups))
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if len(v.prefixes) != 33 || len(v.installed) != 0 || len(v.failing) != 33 || len(r.d.groups) != 33 {
+			t.Errorf("wanted %d installed %d failing %d ids in use %d", len(v.prefixes), len(v.installed), len(v.failing), len(r.d.groups))
 		}
 	})
 	t.Run("dataplanes_§9_#42_cleanup_waits_for_the_bundle_under_way_and_drops_the_rest", func(t *testing.T) {
@@ -357,6 +377,9 @@ func TestRouteWriterModel(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(fmt.Sprintf("refusals_%v", refuse), func(t *testing.T) {
 			r := newRig(t, DefaultOptions())
+			// Refused changes stay wanted and are retried after a backoff:
+			// not within the test (TestRouteRetry tests retries).
+			r.backoff(time.Hour, time.Hour)
 			if refuse {
 				r.of.fail = func(lines []string) error {
 					if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "set_field:66->mpls_label") }) {
@@ -416,12 +439,23 @@ func TestRouteWriterModel(t *testing.T) {
 			r.flush()
 			inUse := map[uint32]struct{}{}
 			for k, v := range vrfs {
+				v.mu.Lock()
+				failing := len(v.failing)
+				v.mu.Unlock()
 				check(t, fmt.Sprintf("VRF %d: bridge vs driver", v.id), r.bridgeOf(v), v.state())
 				if len(v.dirty)+len(v.inflight) != 0 {
 					t.Errorf("VRF %d: pending after flush", v.id)
 				}
+				if refuse == (failing == 0) {
+					t.Errorf("VRF %d: %d routes failing", v.id, failing)
+				}
+				for p := range v.prefixes {
+					if _, ok := v.installed[p]; !ok && v.failing[p] == nil {
+						t.Errorf("VRF %d %s: wanted, not installed, not failing", v.id, p)
+					}
+				}
 				for p, rt := range v.installed {
-					if !sameRoute(v.prefixes[p], rt) {
+					if !sameRoute(v.prefixes[p], rt) && v.failing[p] == nil {
 						t.Errorf("VRF %d %s: wanted %v, installed %v", v.id, p, v.prefixes[p], rt)
 					}
 					if _, dup := inUse[rt.group]; dup {
@@ -429,8 +463,9 @@ func TestRouteWriterModel(t *testing.T) {
 					}
 					inUse[rt.group] = struct{}{}
 				}
-				if len(v.prefixes) != len(v.installed) {
-					t.Errorf("VRF %d: %d wanted, %d installed", v.id, len(v.prefixes), len(v.installed))
+				// A failing prefix holds its wanted group too.
+				for _, rt := range v.prefixes {
+					inUse[rt.group] = struct{}{}
 				}
 				if refuse {
 					continue
@@ -452,7 +487,7 @@ func TestRouteWriterModel(t *testing.T) {
 				}
 			}
 			if !maps.Equal(inUse, r.d.groups) {
-				t.Errorf("group ids in use %v, installed routes hold %v", r.d.groups, inUse)
+				t.Errorf("group ids in use %v, wanted and installed routes hold %v", r.d.groups, inUse)
 			}
 			r.d.w.mu.Lock()
 			failed := r.d.w.failed
@@ -478,4 +513,167 @@ func sameRoute(a, b *route) bool {
 		return out
 	}
 	return a.group == b.group && a.flow == b.flow && slices.Equal(hops(a), hops(b))
+}
+
+// syncBuffer is a log sink safe for the writer's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// errUnreachable is what ovs-ofctl says when ovs-vswitchd is not there.
+var errUnreachable = errors.New("ovs-ofctl bundle: ovs-ofctl: unix:/run/x/br-mpls.mgmt: failed to connect to socket (Connection refused)")
+
+// TestRouteRetry: a route change OVS refused or could not take stays
+// wanted and is tried again with bounded exponential backoff, so that a
+// transient failure heals without a BGP event and a permanent one costs
+// a bundle now and then, not a hot loop; a switch that may have lost its
+// tables gets everything written again.
+func TestRouteRetry(t *testing.T) {
+	t.Run("issue_6_a_change_OVS_could_not_take_is_retried_and_heals_without_a_BGP_event", func(t *testing.T) {
+		r := newRig(t, DefaultOptions())
+		r.backoff(5*time.Millisecond, 40*time.Millisecond)
+		v := r.vrf(7)
+		r.of.failNextBundles(4, errUnreachable)
+		r.setup(v, hostRoute(1), hostRoute(2), hostRoute(3))
+		waitUntil(t, "routes installed", func() bool {
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			return len(v.installed) == 3 && len(v.failing) == 0
+		})
+		r.flush()
+		check(t, "bridge vs driver", r.bridgeOf(v), v.state())
+		// The failures (no refusals) also had everything written again
+		// once the switch answered.
+		waitUntil(t, "a resync", func() bool { return r.d.WriterStats().Resyncs > 0 })
+		if st := r.d.WriterStats(); st.Refused == 0 || st.Retries == 0 {
+			t.Errorf("writer stats %+v: want failures and retries", st)
+		}
+	})
+	t.Run("issue_6_a_change_refused_for_good_backs_off_and_is_logged_once", func(t *testing.T) {
+		var logs syncBuffer
+		r := newRigConfig(t, Config{LocalAddress: local, Options: DefaultOptions(),
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		r.backoff(10*time.Millisecond, 80*time.Millisecond)
+		v := r.vrf(7)
+		bad := hostRoute(37)
+		tries := 0
+		var mu sync.Mutex
+		r.of.setFail(func(lines []string) error {
+			if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "nw_dst=203.0.113.37 ") }) {
+				mu.Lock()
+				tries++
+				mu.Unlock()
+				return errors.New("openflow bundle: Error OFPBAC_BAD_OUT_PORT for line 1: injected")
+			}
+			return nil
+		})
+		r.setup(v, bad, hostRoute(38))
+		// The retries' own pace is what is measured: 10, 20, 40, then
+		// every 80 ms, about 9 attempts in 0.6 s (thousands in a hot loop);
+		// the first costs two bundles with the prefix (the batch, then its
+		// half).
+		time.Sleep(600 * time.Millisecond)
+		mu.Lock()
+		n := tries
+		mu.Unlock()
+		if n < 4 || n > 12 {
+			t.Errorf("%d attempts in 0.6 s, want 4 to 12", n)
+		}
+		v.mu.Lock()
+		f := v.failing[bad.Prefix]
+		if f == nil || f.attempts < n-1 || len(v.installed) != 1 || v.prefixes[bad.Prefix] == nil {
+			t.Errorf("failure %+v, %d installed", f, len(v.installed))
+		}
+		v.mu.Unlock()
+		if got := strings.Count(logs.String(), "level=ERROR msg=\"route change failed in OVS, will retry\""); got != 1 {
+			t.Errorf("%d error logs for one change failing %d times:\n%s", got, n, logs.String())
+		}
+		if rw := lgItems(r.d.LookingGlass().Extra)["route_writer"].(map[string]any); rw["routes_failing"] != 1 || rw["retries"].(int) < n-2 {
+			t.Errorf("looking glass %v after %d attempts", rw, n)
+		}
+		// Withdrawn: nothing left to retry.
+		r.remove(v, bad)
+		r.flush()
+		mu.Lock()
+		n = tries
+		mu.Unlock()
+		time.Sleep(200 * time.Millisecond) // long enough for two more attempts, were there any
+		mu.Lock()
+		defer mu.Unlock()
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if tries != n || len(v.failing) != 0 {
+			t.Errorf("attempts after the withdrawal: %d, failing %v", tries-n, v.failing)
+		}
+	})
+	t.Run("a_newer_change_replaces_a_failing_one", func(t *testing.T) {
+		r := newRig(t, DefaultOptions())
+		r.backoff(time.Hour, time.Hour)
+		v := r.vrf(7)
+		r.of.setFail(func(lines []string) error {
+			if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "set_field:66->mpls_label") }) {
+				return errors.New("openflow bundle: Error OFPGMFC_BAD_BUCKET for line 1: injected")
+			}
+			return nil
+		})
+		r.setup(v, prefixRoute(remote, pe2, 66, 0))
+		r.flush()
+		// Another next hop for the prefix: written at once (with the
+		// failing one, which still fails: the group holds both).
+		r.remove(v, prefixRoute(remote, pe2, 66, 0))
+		r.setup(v, prefixRoute(remote, pe3, 67, 0))
+		r.flush()
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if len(v.failing) != 0 || v.installed[remote] == nil || v.installed[remote].hops[0].label != 67 {
+			t.Errorf("failing %v installed %v", v.failing, v.installed)
+		}
+	})
+	t.Run("issue_6_after_a_lost_connection_everything_is_written_again", func(t *testing.T) {
+		o := DefaultOptions()
+		o.ARPResponder = true
+		r := newRig(t, o)
+		r.backoff(5*time.Millisecond, 40*time.Millisecond)
+		v := r.vrf(7)
+		ctx := t.Context()
+		for _, err := range []error{
+			v.VifPlugged(ctx, port(macVM1, vmIP, "vm1", 16, dataplane.DirectionBoth)),
+			v.UpdateFallback(ctx, dataplane.Fallback{SrcMAC: macVM1, DstMAC: macVM2, OVSPortNumber: 9}),
+			v.AddTrafficClassifier(ctx, dataplane.Classifier{Protocol: 6}, 8),
+			v.SetupRemotePrefix(ctx, prefixRoute(remote, pe2, 17, 0)),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.flush()
+		want := r.of.flowLines()
+		wantGroups := r.of.groupLines()
+		// ovs-vswitchd restarts: empty tables, and the driver's next
+		// bundle (a plug) fails to connect.
+		r.of.restart()
+		r.of.failNextBundles(1, errUnreachable)
+		if err := v.VifPlugged(ctx, port(macVM2, netip.MustParseAddr("198.51.100.3"), "vm1", 18, dataplane.DirectionBoth)); err == nil {
+			t.Fatal("plug succeeded on an unreachable switch")
+		}
+		waitUntil(t, "tables written again", func() bool {
+			return slices.Equal(r.of.flowLines(), want) && slices.Equal(r.of.groupLines(), wantGroups)
+		})
+		if st := r.d.WriterStats(); st.Resyncs != 1 {
+			t.Errorf("writer stats %+v", st)
+		}
+	})
 }
