@@ -51,6 +51,9 @@
 //   - route target: "ASN:NN" with a 2-octet AS and a 32-bit number, each a
 //     decimal integer that may be surrounded by whitespace, start with '+'
 //     or have '_' between digits (Python int()). Empty strings are skipped.
+//     Also taken, where the original answers 500 (control-plane D21): the
+//     other two forms Neutron's BGPVPN API accepts, "A.B.C.D:NN" and a
+//     4-octet AS above 65535 ("70000:NN"), each with a 16-bit number.
 //     import_rt/export_rt lose duplicates (compared as values: " 1:2" and
 //     "1:2" are the same RT; the original compares strings) and keep the
 //     first-seen order (the original's order was arbitrary).
@@ -70,7 +73,7 @@
 //	vpn_type a list or object                  500                            400 "unknown vpn_type: [...]"
 //	import_rt/export_rt not list/string,       500 (or, for an object, its    400 "'import_rt' must be a list of route
 //	  or a list holding lists/objects            keys were used as RTs)         targets or a comma-separated string"
-//	malformed RT ("64512-1", 70000:1, 5)        500 "Malformed route target"    400 "Malformed route target in 'import_rt': '64512-1'"
+//	malformed RT ("64512-1", 70000:65536, 5)    500 "Malformed route target"    400 "Malformed route target in 'import_rt': '64512-1'"
 //	local_port null/number/bool                500                            400 "Mandatory key is missing in local_port ..."
 //	local_port ["linuxif"] (array holding it)  accepted, fails later          400 same message
 //	local_port without linuxif (evpn attach,   500 (KeyError)                 400 "Mandatory key is missing in local_port

@@ -153,7 +153,7 @@ var mutations = []mutation{
 	{"import_rt", `[" 64512 : 1 "]`, ""}, {"import_rt", `["+1:1","1_0:2"]`, ""}, {"import_rt", `""`, ""},
 	{"import_rt", `[]`, ""}, {"import_rt", `["",""]`, ""}, {"import_rt", `"64512-1"`, ""}, {"import_rt", `5`, ""},
 	{"import_rt", `null`, ""}, {"import_rt", `{"64512:1":1}`, "EID"}, {"import_rt", `[["x"]]`, ""},
-	{"import_rt", `[5]`, ""}, {"import_rt", `[null]`, ""}, {"import_rt", `["70000:1"]`, ""},
+	{"import_rt", `[5]`, ""}, {"import_rt", `[null]`, ""}, {"import_rt", `["70000:1"]`, "EI"}, {"import_rt", `["192.0.2.1:5"]`, "EI"},
 	{"import_rt", `["1:4294967296"]`, ""}, {"import_rt", `["target:1:1"]`, ""}, {"import_rt", `["-1:1"]`, ""},
 	{"export_rt", `"64512:9"`, ""}, {"export_rt", `[]`, ""}, {"export_rt", `"x"`, ""}, {"export_rt", `true`, ""},
 	{"advertise_subnet", `true`, ""}, {"advertise_subnet", `false`, ""}, {"advertise_subnet", `null`, ""},
@@ -226,6 +226,12 @@ func oracleCases(t *testing.T) []oracleReq {
 	return reqs
 }
 
+// widerRT says whether a case gives a route target of the forms the
+// original refuses and we take (control-plane D21).
+func widerRT(name string) bool {
+	return strings.HasSuffix(name, `import_rt=["70000:1"]`) || strings.HasSuffix(name, `import_rt=["192.0.2.1:5"]`)
+}
+
 func TestDifferentialAgainstOriginal(t *testing.T) {
 	reqs := oracleCases(t)
 	answers := runOracle(t, reqs)
@@ -242,6 +248,8 @@ func TestDifferentialAgainstOriginal(t *testing.T) {
 		isInput, isBody := errors.As(err, &ie), errors.As(err, &be)
 		label := r.Op + " " + r.name
 		switch {
+		case r.dev && err == nil && want.Status == 500 && widerRT(r.name):
+			// Route targets the original cannot parse, taken here (doc.go).
 		case r.dev:
 			if want.Status == 400 {
 				t.Errorf("%s: marked as a deliberate difference but the original answers 400 %q", label, want.Message)

@@ -786,7 +786,8 @@ func TestDeviations(t *testing.T) {
 		{"import_rt object", with(bodyE, "import_rt", `{"64512:1":1}`), "import_rt", "'import_rt' must be a list of route targets or a comma-separated string"},
 		{"import_rt nested list", with(bodyE, "import_rt", `[["64512:1"]]`), "import_rt", "'import_rt' must be a list of route targets or a comma-separated string"},
 		{"export_rt null", with(bodyE, "export_rt", `null`), "export_rt", "'export_rt' must be a list of route targets or a comma-separated string"},
-		{"RT with 4-octet AS", with(bodyE, "import_rt", `["70000:1"]`), "import_rt", "Malformed route target in 'import_rt': '70000:1'"},
+		{"RT with 4-octet AS and a 32-bit number", with(bodyE, "import_rt", `["70000:65536"]`), "import_rt", "Malformed route target in 'import_rt': '70000:65536'"},
+		{"RT with IPv4 administrator and a 32-bit number", with(bodyE, "import_rt", `["192.0.2.1:65536"]`), "import_rt", "Malformed route target in 'import_rt': '192.0.2.1:65536'"},
 		{"RT number", with(bodyE, "export_rt", `[5]`), "export_rt", "Malformed route target in 'export_rt': '5'"},
 		{"MAC null", with(bodyE, "mac_address", `null`), "mac_address", "MAC address None is not valid"},
 		{"MAC number", with(bodyE, "mac_address", `123`), "mac_address", "MAC address 123 is not valid"},
@@ -931,8 +932,20 @@ func TestRTSpellings(t *testing.T) {
 			t.Errorf("parseAPIRT(%q) = %v %v, want %s", s, rt, ok, want)
 		}
 	}
-	for _, s := range []string{"", "64512", "64512-1", "64512:1:2", "target:64512:1", "70000:1", "1:4294967296",
-		"-1:5", "192.0.2.1:5", "64__512:1", "_1:1", "1_:1", "a:1", ":1", "1:"} {
+	// The forms the original refuses (control-plane D21), taken here.
+	wider := map[string]bgp.RT{
+		"70000:1":          {Kind: bgp.RTFourOctetAS, Admin: 70000, Assigned: 1},
+		"4294967295:65535": {Kind: bgp.RTFourOctetAS, Admin: 4294967295, Assigned: 65535},
+		"192.0.2.1:5":      {Kind: bgp.RTIPv4, Admin: 0xc0000201, Assigned: 5},
+		" 1.2.3.4 :65535":  {Kind: bgp.RTIPv4, Admin: 0x01020304, Assigned: 65535},
+	}
+	for s, want := range wider {
+		if rt, ok := parseAPIRT(s); !ok || rt != want {
+			t.Errorf("parseAPIRT(%q) = %v %v, want %v", s, rt, ok, want)
+		}
+	}
+	for _, s := range []string{"", "64512", "64512-1", "64512:1:2", "target:64512:1", "70000:65536", "1:4294967296",
+		"-1:5", "192.0.2.1:65536", "4294967296:1", "2001:db8::1:5", "64__512:1", "_1:1", "1_:1", "a:1", ":1", "1:"} {
 		if rt, ok := parseAPIRT(s); ok {
 			t.Errorf("parseAPIRT(%q) = %v, want refusal", s, rt)
 		}

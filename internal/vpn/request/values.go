@@ -2,6 +2,7 @@ package request
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -285,13 +286,34 @@ var rtSplit = regexp.MustCompile(`,+ *`)
 // may be surrounded by ASCII whitespace, have a leading '+' and use '_'
 // between digits (Python int()).
 func parseAPIRT(s string) (bgp.RT, bool) {
-	as, nn, ok := strings.Cut(s, ":")
+	admin, nn, ok := strings.Cut(s, ":")
 	if !ok || strings.Contains(nn, ":") {
 		return bgp.RT{}, false
 	}
-	a, ok1 := pyUint(as, 0xffff)
+	// The original knows the 2-octet AS form only (it answers 500 to the
+	// others, control-plane D21); the IPv4 and 4-octet AS forms that
+	// Neutron's BGPVPN API accepts are taken too, with a 16-bit number.
+	if ip, err := netip.ParseAddr(strings.TrimSpace(admin)); err == nil && ip.Is4() {
+		n, ok := pyUint(nn, 0xffff)
+		if !ok {
+			return bgp.RT{}, false
+		}
+		b := ip.As4()
+		return bgp.RT{Kind: bgp.RTIPv4, Admin: binary.BigEndian.Uint32(b[:]), Assigned: uint32(n)}, true
+	}
+	a, ok1 := pyUint(admin, 0xffffffff)
+	if !ok1 {
+		return bgp.RT{}, false
+	}
+	if a > 0xffff {
+		n, ok := pyUint(nn, 0xffff)
+		if !ok {
+			return bgp.RT{}, false
+		}
+		return bgp.RT{Kind: bgp.RTFourOctetAS, Admin: uint32(a), Assigned: uint32(n)}, true
+	}
 	n, ok2 := pyUint(nn, 0xffffffff)
-	if !ok1 || !ok2 {
+	if !ok2 {
 		return bgp.RT{}, false
 	}
 	return bgp.RT{Kind: bgp.RTTwoOctetAS, Admin: uint32(a), Assigned: uint32(n)}, true
