@@ -44,6 +44,8 @@ type Network struct {
 	// SegmentationID is the VNI of a vxlan network (the VLAN of a vlan
 	// one); 0 when it has none.
 	SegmentationID int
+	// PortSecurityEnabled is the default of the network's new ports.
+	PortSecurityEnabled bool
 }
 
 // IPRange is one allocation pool of a subnet.

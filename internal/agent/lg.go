@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/bagpipe-go/bagpipe/client"
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+)
+
+// lgEndpoint is an endpoint bagpipe-bgp's looking glass shows.
+type lgEndpoint struct {
+	vpnType string
+	ifname  string // the port it is plugged on
+	key     model.AttachmentKey
+}
+
+// normKey is k in the form the looking glass and the agent compare in:
+// lower-case MAC, and an address for a host prefix (bagpipe-bgp takes
+// "10.0.0.2" as "10.0.0.2/32").
+func normKey(k model.AttachmentKey) model.AttachmentKey {
+	k.MACAddress = strings.ToLower(k.MACAddress)
+	if p, err := netip.ParsePrefix(k.IPAddress); err == nil {
+		if p.Bits() == p.Addr().BitLen() {
+			k.IPAddress = p.Addr().String()
+		} else {
+			k.IPAddress = p.Masked().String()
+		}
+	} else if a, err := netip.ParseAddr(k.IPAddress); err == nil {
+		k.IPAddress = a.String()
+	}
+	return k
+}
+
+// readLG lists the endpoints of bagpipe-bgp's instances whose id has
+// one of the managed prefixes.
+func (ag *Agent) readLG(ctx context.Context) ([]lgEndpoint, error) {
+	ctx, cancel := context.WithTimeout(ctx, ag.cfg.CallTimeout)
+	defer cancel()
+	raw, err := ag.cfg.BGP.LookingGlass(ctx, "vpns", "instances")
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("looking glass vpns/instances: %w", err)
+	}
+	var out []lgEndpoint
+	for _, inst := range list {
+		if !ag.managed(inst.ID) {
+			continue
+		}
+		eps, err := ag.readInstance(ctx, inst.ID)
+		var apiErr *client.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == 404 {
+			continue // gone since the list
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, eps...)
+	}
+	return out, nil
+}
+
+func (ag *Agent) managed(id string) bool {
+	for _, p := range ag.cfg.ManagedPrefixes {
+		if strings.HasPrefix(id, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// readInstance lists one instance's endpoints.
+func (ag *Agent) readInstance(ctx context.Context, id string) ([]lgEndpoint, error) {
+	raw, err := ag.cfg.BGP.LookingGlass(ctx, "vpns", "instances", id, "instance_type")
+	if err != nil {
+		return nil, err
+	}
+	var typ string
+	if err := json.Unmarshal(raw, &typ); err != nil {
+		return nil, fmt.Errorf("looking glass instance %s type: %w", id, err)
+	}
+	vpnType := model.VPNTypeIPVPN
+	if typ == "EVI" {
+		vpnType = model.VPNTypeEVPN
+	}
+	raw, err = ag.cfg.BGP.LookingGlass(ctx, "vpns", "instances", id, "ports")
+	if err != nil {
+		return nil, err
+	}
+	var ports map[string]struct {
+		Endpoints []struct {
+			MAC string  `json:"mac_address"`
+			IP  *string `json:"ip_address"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(raw, &ports); err != nil {
+		return nil, fmt.Errorf("looking glass instance %s ports: %w", id, err)
+	}
+	var out []lgEndpoint
+	for ifname, p := range ports {
+		for _, ep := range p.Endpoints {
+			k := model.AttachmentKey{VPNInstanceID: id, MACAddress: ep.MAC}
+			if ep.IP != nil {
+				k.IPAddress = *ep.IP
+			}
+			out = append(out, lgEndpoint{vpnType: vpnType, ifname: ifname, key: normKey(k)})
+		}
+	}
+	return out, nil
+}
+
+// sweep compares the applied set with the looking glass (control-plane
+// §7.2): an applied endpoint bagpipe-bgp does not have is forgotten (the
+// pass attaches it again); an endpoint it has, in a managed instance, that
+// is neither desired nor applied is taken as applied so that the pass
+// detaches it, with the port the looking glass names.
+func (ag *Agent) sweep(ctx context.Context) {
+	ag.sweepDue = false
+	eps, err := ag.readLG(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			ag.log.Warn("looking glass not readable: no comparison with bagpipe-bgp this time", "error", err)
+		}
+		return
+	}
+	have := make(map[model.AttachmentKey]bool, len(eps))
+	for _, ep := range eps {
+		have[ep.key] = true
+	}
+	known := map[model.AttachmentKey]bool{}
+	desiredMACs := map[[2]string]bool{} // instance, MAC
+	for k := range ag.desired {
+		known[normKey(k)] = true
+		n := normKey(k)
+		desiredMACs[[2]string{n.VPNInstanceID, n.MACAddress}] = true
+	}
+	for k := range ag.applied {
+		n := normKey(k)
+		known[n] = true
+		if !have[n] && ag.managed(k.VPNInstanceID) {
+			ag.log.Warn("applied attachment missing in bagpipe-bgp: attaching it again",
+				"vpn_instance_id", k.VPNInstanceID, "mac", k.MACAddress, "ip", k.IPAddress)
+			delete(ag.applied, k)
+			delete(ag.retries, k)
+		}
+	}
+	for _, ep := range eps {
+		if known[ep.key] {
+			continue
+		}
+		if ep.key.IPAddress == "" && ep.vpnType == model.VPNTypeEVPN && desiredMACs[[2]string{ep.key.VPNInstanceID, ep.key.MACAddress}] {
+			// An E-VPN detach without IP removes every endpoint of the
+			// MAC, desired ones too.
+			continue
+		}
+		ag.log.Info("endpoint in bagpipe-bgp not desired: detaching it",
+			"vpn_instance_id", ep.key.VPNInstanceID, "mac", ep.key.MACAddress, "ip", ep.key.IPAddress, "port", ep.ifname)
+		ag.applied[ep.key] = &applied{req: client.AttachRequest{
+			VPNType:       ep.vpnType,
+			VPNInstanceID: ep.key.VPNInstanceID,
+			MACAddress:    ep.key.MACAddress,
+			IPAddress:     ep.key.IPAddress,
+			LocalPort:     client.LocalPort{LinuxIf: ep.ifname},
+		}}
+	}
+}

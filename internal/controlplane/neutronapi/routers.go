@@ -1,0 +1,566 @@
+package neutronapi
+
+import (
+	"io"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+)
+
+func routerFields() map[string]fieldSpec {
+	return resourceFields(map[string]fieldSpec{
+		"admin_state_up":          {post: true, put: true},
+		"external_gateway_info":   {post: true, put: true},
+		"routes":                  {put: true},
+		"availability_zone_hints": {post: true},
+		"status":                  {},
+		"availability_zones":      {},
+	})
+}
+
+func (a *API) routerRoutes(add func(method, path string, h handlerFunc)) {
+	add("GET", "/v2.0/routers", a.listRouters)
+	add("POST", "/v2.0/routers", a.createRouter)
+	add("GET", "/v2.0/routers/{id}", a.showRouter)
+	add("PUT", "/v2.0/routers/{id}", a.updateRouter)
+	add("DELETE", "/v2.0/routers/{id}", a.deleteRouter)
+	add("PUT", "/v2.0/routers/{id}/add_router_interface", a.addRouterInterface)
+	add("PUT", "/v2.0/routers/{id}/remove_router_interface", a.removeRouterInterface)
+}
+
+func (a *API) listRouters(w http.ResponseWriter, r *http.Request) (result, error) {
+	lq, err := parseListQuery(r.URL.Query(), a.attrNames["routers"])
+	if err != nil {
+		return result{}, err
+	}
+	p := principalOf(r)
+	v := a.view(a.Snapshot(), p)
+	var items []map[string]any
+	for _, rt := range v.s.Routers {
+		if owns(p, rt.ProjectID) {
+			items = append(items, v.router(rt))
+		}
+	}
+	return a.listResult(r, "routers", items, lq)
+}
+
+func visibleRouter(s *model.Snapshot, p Principal, id string) (*model.Router, error) {
+	rt := s.Routers[id]
+	if rt == nil || !owns(p, rt.ProjectID) {
+		return nil, routerNotFound(id)
+	}
+	return rt, nil
+}
+
+func (a *API) showRouter(w http.ResponseWriter, r *http.Request) (result, error) {
+	p := principalOf(r)
+	s := a.Snapshot()
+	rt, err := visibleRouter(s, p, r.PathValue("id"))
+	if err != nil {
+		return result{}, err
+	}
+	return showResult(r, "router", a.view(s, p).router(rt))
+}
+
+// gatewayReq is a requested external_gateway_info.
+type gatewayReq struct {
+	clear     bool // null or {}: no gateway
+	networkID string
+	snat      bool
+	hasSNAT   bool
+	ips       []ipRequest
+	hasIPs    bool
+}
+
+func readGateway(at *attrs) (gatewayReq, bool) {
+	var g gatewayReq
+	m, present, null := at.object("external_gateway_info")
+	if !present || at.err != nil {
+		return g, present
+	}
+	if null || len(m) == 0 {
+		g.clear = true
+		return g, true
+	}
+	if err := onlyKeys("external_gateway_info", m, "network_id", "enable_snat", "external_fixed_ips"); err != nil {
+		at.fail(err)
+		return g, true
+	}
+	sub := newAttrs(m)
+	var ok bool
+	if g.networkID, ok = sub.str("network_id", maxStringLen); !ok && sub.err == nil {
+		sub.fail(invalidInput("external_gateway_info", "network_id is required"))
+	}
+	g.snat, g.hasSNAT = sub.boolean("enable_snat")
+	if _, has := m["external_fixed_ips"]; has {
+		g.ips, g.hasIPs = readFixedIPsKey(sub, "external_fixed_ips")
+	}
+	if sub.err != nil {
+		at.fail(sub.err)
+	}
+	return g, true
+}
+
+// setGateway applies a gateway request to router c (being written):
+// the gateway port is created, kept or removed.
+func (a *API) setGateway(tx *txn, p Principal, c *model.Router, g gatewayReq, action string) error {
+	if !p.IsAdmin() && (g.hasSNAT || g.hasIPs) {
+		return policyDenied(action + ":external_gateway_info:enable_snat")
+	}
+	old := gatewayPortOf(tx.s, c.ID)
+	if g.clear {
+		if old != nil {
+			deletePortCascade(tx, old.ID)
+		}
+		c.Gateway = nil
+		return nil
+	}
+	n := tx.s.Networks[g.networkID]
+	if n == nil || !canSeeNetwork(p, n) || !n.External {
+		return newError(http.StatusBadRequest, "BadRequest", "network %s is not an external network", g.networkID)
+	}
+	snat := true
+	if c.Gateway != nil {
+		snat = c.Gateway.EnableSNAT
+	}
+	if g.hasSNAT {
+		snat = g.snat
+	}
+	if old != nil && old.NetworkID == g.networkID && !g.hasIPs {
+		gw := *c.Gateway
+		gw.EnableSNAT = snat
+		c.Gateway = &gw
+		return nil
+	}
+	if old != nil {
+		deletePortCascade(tx, old.ID)
+	}
+	pt := &model.Port{
+		Resource:     model.Resource{ID: newID(), CreatedAt: tx.now, UpdatedAt: tx.now},
+		NetworkID:    n.ID,
+		AdminStateUp: true, Status: model.StatusActive,
+		DeviceID: c.ID, DeviceOwner: model.OwnerRouterGateway,
+		VNICType: model.VNICNormal, SecurityGroups: []string{}, AllowedAddressPairs: []map[string]string{},
+		Profile: map[string]any{},
+	}
+	for range 16 {
+		if mac := newMAC(); !macInUse(tx.s, n.ID, mac, "") {
+			pt.MAC = mac
+			break
+		}
+	}
+	if pt.MAC == "" {
+		return conflict("MacAddressGenerationFailure", "no unused MAC found for network %s", n.ID)
+	}
+	var err error
+	if pt.FixedIPs, err = assignIPs(tx.s, n.ID, pt.ID, pt.MAC, pt.DeviceOwner, g.ips, g.hasIPs, nil); err != nil {
+		return err
+	}
+	pt.VIFType, pt.VIFDetails = a.binding(pt)
+	tx.putPort(pt)
+	c.Gateway = &model.GatewayInfo{NetworkID: n.ID, EnableSNAT: snat, FixedIPs: slices.Clone(pt.FixedIPs)}
+	return nil
+}
+
+func (a *API) createRouter(w http.ResponseWriter, r *http.Request) (result, error) {
+	items, _, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "router", "")
+	if aerr != nil {
+		return result{}, aerr
+	}
+	p := principalOf(r)
+	var rt *model.Router
+	var snap *model.Snapshot
+	err := a.write(r.Context(), func(tx *txn) error {
+		at := newAttrs(items[0])
+		at.check(routerFields(), false)
+		if at.err != nil {
+			return at.err
+		}
+		c := &model.Router{Resource: newResource(at, p, tx.now), AdminStateUp: true, Status: model.StatusActive}
+		if v, ok := at.boolean("admin_state_up"); ok {
+			c.AdminStateUp = v
+		}
+		at.strings("availability_zone_hints", maxStringLen, false, false) // accepted; one zone here
+		g, hasGW := readGateway(at)
+		if at.err != nil {
+			return at.err
+		}
+		// The gateway port names the router, so the router comes first.
+		tx.putRouter(c)
+		if hasGW {
+			if err := a.setGateway(tx, p, c, g, "create_router"); err != nil {
+				return err
+			}
+			tx.putRouter(c)
+		}
+		rt, snap = c, tx.s
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return created(map[string]any{"router": a.view(snap, p).router(rt)})
+}
+
+// readExtraRoutes reads and checks routes: each next hop must be on a
+// subnet the router has an interface on, and not the router's own
+// address.
+func readExtraRoutes(s *model.Snapshot, routerID string, objs []map[string]any) ([]model.ExtraRoute, error) {
+	var own []netip.Addr
+	var subnets []netip.Prefix
+	for _, pt := range interfacesOf(s, routerID) {
+		for _, f := range pt.FixedIPs {
+			own = append(own, f.IP)
+			if sn := s.Subnets[f.SubnetID]; sn != nil {
+				subnets = append(subnets, sn.CIDR)
+			}
+		}
+	}
+	out := make([]model.ExtraRoute, 0, len(objs))
+	for _, o := range objs {
+		if err := onlyKeys("routes", o, "destination", "nexthop"); err != nil {
+			return nil, err
+		}
+		ds, _ := o["destination"].(string)
+		ns, _ := o["nexthop"].(string)
+		d, err1 := netip.ParsePrefix(ds)
+		n, err2 := netip.ParseAddr(ns)
+		if err1 != nil || err2 != nil || d != d.Masked() || d.Addr().Is4() != n.Is4() {
+			return nil, invalidInput("routes", "'%s' is not a valid route (destination CIDR, nexthop address)", short(o))
+		}
+		rt := model.ExtraRoute{Destination: d, NextHop: n}
+		if slices.Contains(out, rt) {
+			return nil, invalidInput("routes", "duplicate route %s via %s", d, n)
+		}
+		if slices.Contains(own, n) {
+			return nil, newError(http.StatusBadRequest, "InvalidRoutes", "route %s via %s: the next hop is the router's own address", d, n)
+		}
+		if !slices.ContainsFunc(subnets, func(p netip.Prefix) bool { return p.Contains(n) }) {
+			return nil, newError(http.StatusBadRequest, "InvalidRoutes", "route %s via %s: the next hop is on no subnet of the router", d, n)
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+func (a *API) updateRouter(w http.ResponseWriter, r *http.Request) (result, error) {
+	items, _, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "router", "")
+	if aerr != nil {
+		return result{}, aerr
+	}
+	p := principalOf(r)
+	id := r.PathValue("id")
+	var rt *model.Router
+	var snap *model.Snapshot
+	err := a.write(r.Context(), func(tx *txn) error {
+		old, err := visibleRouter(tx.s, p, id)
+		if err != nil {
+			return err
+		}
+		if err := checkRevision(r, old.Revision); err != nil {
+			return err
+		}
+		at := newAttrs(items[0])
+		at.check(routerFields(), true)
+		if at.err != nil {
+			return at.err
+		}
+		c := *old
+		readResource(at, &c.Resource)
+		if v, ok := at.boolean("admin_state_up"); ok {
+			c.AdminStateUp = v
+		}
+		g, hasGW := readGateway(at)
+		routes, hasRoutes := at.objects("routes", true)
+		if at.err != nil {
+			return at.err
+		}
+		if hasRoutes {
+			if c.Routes, err = readExtraRoutes(tx.s, id, routes); err != nil {
+				return err
+			}
+		}
+		if hasGW {
+			if err := a.setGateway(tx, p, &c, g, "update_router"); err != nil {
+				return err
+			}
+		}
+		c.Resource = touched(c.Resource, tx.now)
+		rt = &c
+		tx.putRouter(rt)
+		snap = tx.s
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return ok(map[string]any{"router": a.view(snap, p).router(rt)})
+}
+
+func (a *API) deleteRouter(w http.ResponseWriter, r *http.Request) (result, error) {
+	p := principalOf(r)
+	id := r.PathValue("id")
+	err := a.write(r.Context(), func(tx *txn) error {
+		rt, err := visibleRouter(tx.s, p, id)
+		if err != nil {
+			return err
+		}
+		if err := checkRevision(r, rt.Revision); err != nil {
+			return err
+		}
+		if len(interfacesOf(tx.s, id)) > 0 {
+			return conflict("RouterInUse", "router %s still has interfaces", id)
+		}
+		if gw := gatewayPortOf(tx.s, id); gw != nil {
+			deletePortCascade(tx, gw.ID)
+		}
+		for _, ra := range tx.s.RouterAssociations {
+			if ra.RouterID == id {
+				tx.deleteRouterAssoc(ra.ID)
+			}
+		}
+		tx.deleteRouter(id)
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return noContent()
+}
+
+// readPlainBody reads a body that is not wrapped in a resource key (the
+// router interface actions).
+func readPlainBody(w http.ResponseWriter, r *http.Request, limit int64) (body, error) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return nil, badRequest("Failed to read the request body: %v", err)
+	}
+	if strings.TrimSpace(string(raw)) == "" {
+		return nil, badRequest("Resource body required")
+	}
+	b, aerr := decodeResource("body", raw)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return b, nil
+}
+
+// interfaceInfo is the answer of the router interface actions.
+func interfaceInfo(rt *model.Router, pt *model.Port, subnet string) map[string]any {
+	ids := make([]string, 0, len(pt.FixedIPs))
+	for _, f := range pt.FixedIPs {
+		ids = append(ids, f.SubnetID)
+	}
+	if subnet == "" && len(ids) > 0 {
+		subnet = ids[0]
+	}
+	if len(ids) == 0 && subnet != "" {
+		ids = append(ids, subnet)
+	}
+	return map[string]any{"id": rt.ID, "project_id": rt.ProjectID, "tenant_id": rt.ProjectID,
+		"port_id": pt.ID, "subnet_id": subnet, "subnet_ids": ids, "network_id": pt.NetworkID}
+}
+
+func hasL3(vpns []*model.BGPVPN) bool {
+	return slices.ContainsFunc(vpns, func(b *model.BGPVPN) bool { return b.Type == model.BGPVPNL3 })
+}
+
+// checkInterfaceSubnets refuses a second interface on a subnet and
+// subnets overlapping the router's others.
+func checkInterfaceSubnets(s *model.Snapshot, routerID string, subnets []*model.Subnet) error {
+	for _, pt := range interfacesOf(s, routerID) {
+		for _, f := range pt.FixedIPs {
+			have := s.Subnets[f.SubnetID]
+			if have == nil {
+				continue
+			}
+			for _, sn := range subnets {
+				if have.ID == sn.ID {
+					return invalidOperation("the router already has an interface on subnet %s", sn.ID)
+				}
+				if have.CIDR.Overlaps(sn.CIDR) {
+					return invalidOperation("%s (subnet %s) overlaps %s (subnet %s) of another interface of the router", sn.CIDR, sn.ID, have.CIDR, have.ID)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (a *API) addRouterInterface(w http.ResponseWriter, r *http.Request) (result, error) {
+	b, err := readPlainBody(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return result{}, err
+	}
+	p := principalOf(r)
+	id := r.PathValue("id")
+	var info map[string]any
+	err = a.write(r.Context(), func(tx *txn) error {
+		rt, err := visibleRouter(tx.s, p, id)
+		if err != nil {
+			return err
+		}
+		at := newAttrs(b)
+		at.check(map[string]fieldSpec{"subnet_id": {put: true}, "port_id": {put: true}}, true)
+		subnetID, hasSubnet := at.str("subnet_id", maxStringLen)
+		portID, hasPort := at.str("port_id", maxStringLen)
+		if at.err != nil {
+			return at.err
+		}
+		if hasSubnet == hasPort {
+			return badRequest("give subnet_id or port_id")
+		}
+		var pt *model.Port
+		var subnets []*model.Subnet
+		if hasPort {
+			old, err := visiblePort(tx.s, p, portID)
+			if err != nil {
+				return err
+			}
+			if old.DeviceID != "" || old.DeviceOwner != "" {
+				return conflict("PortInUse", "port %s is already used by device %q", old.ID, old.DeviceID)
+			}
+			if len(old.FixedIPs) == 0 {
+				return badRequest("a router interface port needs a fixed IP")
+			}
+			for _, f := range old.FixedIPs {
+				if sn := tx.s.Subnets[f.SubnetID]; sn != nil {
+					subnets = append(subnets, sn)
+				}
+			}
+			c := *old
+			c.DeviceID, c.DeviceOwner, c.Status = id, model.OwnerRouterInterface, model.StatusActive
+			c.Resource = touched(c.Resource, tx.now)
+			pt = &c
+		} else {
+			sn, err := visibleSubnet(tx.s, p, subnetID)
+			if err != nil {
+				return err
+			}
+			if !sn.GatewayIP.IsValid() {
+				return badRequest("a subnet without gateway_ip cannot be a router interface")
+			}
+			subnets = []*model.Subnet{sn}
+			if err := checkInterfaceSubnets(tx.s, id, subnets); err != nil {
+				return err
+			}
+			if used := usedIPs(tx.s, sn.NetworkID, ""); used[sn.ID][sn.GatewayIP] {
+				return conflict("IpAddressAlreadyAllocated", "gateway %s of subnet %s is already allocated", sn.GatewayIP, sn.ID)
+			}
+			pt = &model.Port{
+				Resource:     model.Resource{ID: newID(), ProjectID: rt.ProjectID, CreatedAt: tx.now, UpdatedAt: tx.now},
+				NetworkID:    sn.NetworkID,
+				AdminStateUp: true, Status: model.StatusActive,
+				DeviceID: id, DeviceOwner: model.OwnerRouterInterface,
+				FixedIPs: []model.FixedIP{{SubnetID: sn.ID, IP: sn.GatewayIP}},
+				VNICType: model.VNICNormal, SecurityGroups: []string{}, AllowedAddressPairs: []map[string]string{},
+				Profile: map[string]any{}, PortSecurityEnabled: false,
+			}
+			for range 16 {
+				if mac := newMAC(); !macInUse(tx.s, sn.NetworkID, mac, "") {
+					pt.MAC = mac
+					break
+				}
+			}
+			if pt.MAC == "" {
+				return conflict("MacAddressGenerationFailure", "no unused MAC found for network %s", sn.NetworkID)
+			}
+		}
+		if err := checkInterfaceSubnets(tx.s, id, subnets); err != nil {
+			return err
+		}
+		// control-plane §2.8: a network and a router both in l3 BGPVPNs
+		// cannot be joined (upstream's callback error surfaces as 409).
+		if hasL3(routerAssocBGPVPNs(tx.s, id)) && hasL3(netAssocBGPVPNs(tx.s, pt.NetworkID)) {
+			return conflict("RouterInterfaceAttachmentConflict",
+				"network %s and router %s are both associated to l3 BGPVPNs", pt.NetworkID, id)
+		}
+		pt.VIFType, pt.VIFDetails = a.binding(pt)
+		tx.putPort(pt)
+		info = interfaceInfo(rt, pt, subnetID)
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return ok(info)
+}
+
+func (a *API) removeRouterInterface(w http.ResponseWriter, r *http.Request) (result, error) {
+	b, err := readPlainBody(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return result{}, err
+	}
+	p := principalOf(r)
+	id := r.PathValue("id")
+	var info map[string]any
+	err = a.write(r.Context(), func(tx *txn) error {
+		rt, err := visibleRouter(tx.s, p, id)
+		if err != nil {
+			return err
+		}
+		at := newAttrs(b)
+		at.check(map[string]fieldSpec{"subnet_id": {put: true}, "port_id": {put: true}}, true)
+		subnetID, hasSubnet := at.str("subnet_id", maxStringLen)
+		portID, hasPort := at.str("port_id", maxStringLen)
+		if at.err != nil {
+			return at.err
+		}
+		if !hasSubnet && !hasPort {
+			return badRequest("give subnet_id or port_id")
+		}
+		var pt *model.Port
+		if hasPort {
+			pt = tx.s.Ports[portID]
+			if pt == nil || pt.DeviceID != id || !model.IsRouterInterface(pt.DeviceOwner) {
+				return notFound("RouterInterfaceNotFound", "router %s has no interface port %s", id, portID)
+			}
+			if hasSubnet && !slices.ContainsFunc(pt.FixedIPs, func(f model.FixedIP) bool { return f.SubnetID == subnetID }) {
+				return newError(http.StatusBadRequest, "SubnetMismatchForPort", "port %s has no address on subnet %s", portID, subnetID)
+			}
+		} else {
+			for _, c := range interfacesOf(tx.s, id) {
+				if slices.ContainsFunc(c.FixedIPs, func(f model.FixedIP) bool { return f.SubnetID == subnetID }) {
+					pt = c
+					break
+				}
+			}
+			if pt == nil {
+				return notFound("RouterInterfaceNotFoundForSubnet", "router %s has no interface on subnet %s", id, subnetID)
+			}
+		}
+		// The subnets this removal disconnects: all of the port's, or the
+		// one asked for when the port has addresses on several.
+		gone := map[string]bool{}
+		for _, f := range pt.FixedIPs {
+			if !hasSubnet || f.SubnetID == subnetID {
+				gone[f.SubnetID] = true
+			}
+		}
+		for _, route := range rt.Routes {
+			for sid := range gone {
+				if sn := tx.s.Subnets[sid]; sn != nil && sn.CIDR.Contains(route.NextHop) {
+					return conflict("RouterInterfaceInUseByRoute", "the interface on subnet %s of router %s is the next hop of extra routes: remove them first", sid, id)
+				}
+			}
+		}
+		info = interfaceInfo(rt, pt, subnetID)
+		rest := slices.DeleteFunc(slices.Clone(pt.FixedIPs), func(f model.FixedIP) bool { return gone[f.SubnetID] })
+		if len(rest) == 0 {
+			deletePortCascade(tx, pt.ID)
+			return nil
+		}
+		c := *pt
+		c.FixedIPs = rest
+		c.Resource = touched(c.Resource, tx.now)
+		tx.putPort(&c)
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return ok(info)
+}
