@@ -389,7 +389,7 @@ func (d *Driver) reset(ctx context.Context) error {
 		return d.failLocked(fmt.Errorf("reset ovs IP-VPN dataplane: %w", err))
 	}
 	var b bundle
-	b.delCookie(CookieTag, CookieMask)
+	b.delCookie(CookieTag, IPVPNCookieMask)
 	ids := ourGroups(groups)
 	for _, id := range ids {
 		b.delGroup(id)
@@ -853,7 +853,7 @@ func (d *Driver) LookingGlass() dataplane.DriverInfo {
 		extra = append(extra, dataplane.LGItem{Name: "inherited_pending", Value: map[string]any{
 			"flows": flows, "groups": groups, "ports": ports, "sweep_at": at}})
 	}
-	extra = append(extra, dataplane.LGItem{Name: "flows", Value: d.flowsLG(CookieTag, CookieMask)})
+	extra = append(extra, dataplane.LGItem{Name: "flows", Value: d.flowsLG(CookieTag, IPVPNCookieMask)})
 	return dataplane.DriverInfo{
 		Name:            Name,
 		LocalAddress:    d.local,

@@ -16,7 +16,11 @@ import (
 const (
 	CookieTag  uint64 = 0xBA6F << 48
 	CookieMask uint64 = 0xFFFF << 48
-	baseCookie        = CookieTag
+	// IPVPNCookieMask selects the IP-VPN driver's flows only: bits 32–47
+	// are zero in them and carry the E-VPN driver's marker in its flows
+	// (EVPNCookieTag), so a reset of one never takes the other's.
+	IPVPNCookieMask uint64 = 0xFFFFFFFF << 32
+	baseCookie             = CookieTag
 )
 
 // InstanceCookie is the cookie of the flows of VRF id.

@@ -449,7 +449,10 @@ func TestOVSVRF(t *testing.T) {
 		}
 	})
 	t.Run("dataplanes_§9_#43_reset_leaves_foreign_flows,_groups_and_ports", func(t *testing.T) {
-		if err := h.ovs.AddFlows(ctx, "br-mpls", "table=0,priority=1,in_port=LOCAL,actions=NORMAL", "table=2,cookie=0x7,priority=5,ip,actions=drop"); err != nil {
+		// The E-VPN driver's flows carry the same tag with its marker: an
+		// IP-VPN reset on a shared bridge must leave them.
+		evpnFlow := fmt.Sprintf("table=2,cookie=%#x,priority=6,arp,actions=drop", EVPNInstanceCookie(3))
+		if err := h.ovs.AddFlows(ctx, "br-mpls", "table=0,priority=1,in_port=LOCAL,actions=NORMAL", "table=2,cookie=0x7,priority=5,ip,actions=drop", evpnFlow); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := h.ovs.Ofctl(ctx, "group_id=7,type=all,bucket=actions=drop\n", "-O", "OpenFlow15", "add-groups", "br-mpls", "-"); err != nil {
@@ -461,6 +464,7 @@ func TestOVSVRF(t *testing.T) {
 		check(t, "flows", h.flows(t), []string{
 			"table=0,cookie=0x0,priority=1,in_port=LOCAL actions=NORMAL",
 			"table=2,cookie=0x7,priority=5,ip actions=drop",
+			fmt.Sprintf("table=2,cookie=%#x,priority=6,arp actions=drop", EVPNInstanceCookie(3)),
 		})
 		check(t, "groups", h.groups(t), []string{"group_id=7,type=all,bucket=bucket_id:0,actions=drop"})
 		check(t, "ports", strings.Fields(h.vsctl(t, "list-ports", "br-mpls")), []string{h.vm.Port()})

@@ -197,7 +197,7 @@ func (d *Driver) AdoptState(ctx context.Context) error {
 		d.log.Info("no OVS bridge, nothing to adopt", "bridge", d.opts.Bridge)
 		return nil
 	}
-	dump, err := d.of.dump(ctx, "dump-flows", "--no-stats", fmt.Sprintf("cookie=%#x/%#x", CookieTag, CookieMask))
+	dump, err := d.of.dump(ctx, "dump-flows", "--no-stats", fmt.Sprintf("cookie=%#x/%#x", CookieTag, IPVPNCookieMask))
 	if err != nil {
 		return d.failLocked(fmt.Errorf("adopt ovs IP-VPN dataplane: %w", err))
 	}
