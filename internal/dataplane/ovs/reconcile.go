@@ -131,7 +131,8 @@ func parseFlowHead(s string) (flow, error) {
 	}
 	f := flow{table: uint8(t), cookie: cookie, priority: p}
 	if len(parts) == 4 {
-		f.match = parts[3]
+		// Stray commas around the match mean nothing to OVS.
+		f.match = strings.Trim(parts[3], ",")
 	}
 	return f, nil
 }
