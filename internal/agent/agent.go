@@ -546,6 +546,7 @@ func (ag *Agent) status() bus.Status {
 		BagpipeBGPUp: ag.up,
 		Applied:      len(ag.applied),
 		LastError:    ag.lastErr,
+		Flavour:      string(ag.cfg.Flavour),
 	}
 	if ag.pingValue != nil {
 		st.Ping = ag.pingValue.String()

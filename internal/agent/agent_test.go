@@ -193,8 +193,8 @@ func TestResync(t *testing.T) {
 		if !sawPending {
 			t.Error("no status showed the attach pending with its error")
 		}
-		if s, _ := f.lastStatus("h1"); !slices.Equal(s.ActivePorts, []string{"p10"}) || s.LastError != "" {
-			t.Errorf("final status %+v, want p10 active and no error", s)
+		if s, _ := f.lastStatus("h1"); !slices.Equal(s.ActivePorts, []string{"p10"}) || s.LastError != "" || s.Flavour != string(OVS) {
+			t.Errorf("final status %+v, want p10 active, no error and the agent's flavour", s)
 		}
 	})
 

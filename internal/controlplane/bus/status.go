@@ -32,6 +32,10 @@ type Status struct {
 	// ActivePorts are the ports all of whose desired attachments are
 	// applied, sorted (the port status ACTIVE of §7.3).
 	ActivePorts []string `json:"active_ports,omitempty"`
+	// Flavour is how the agent plugs ports ("linuxbridge" or "ovs"),
+	// which decides the host's desired state and binding:vif_type; ""
+	// from an agent that does not say (the server's default applies).
+	Flavour string `json:"flavour,omitempty"`
 	// Time is when the agent sent the report.
 	Time time.Time `json:"time"`
 }

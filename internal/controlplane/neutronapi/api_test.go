@@ -72,8 +72,14 @@ func TestNetworks(t *testing.T) {
 		"provider:physical_network": "physnet1"}))
 	e.must(201, admin, "POST", "/v2.0/networks", net(map[string]any{"provider:network_type": "local"}))
 	e.must(201, admin, "POST", "/v2.0/networks", net(map[string]any{"provider:network_type": "local"}))
+	// Segmentation id 0 means "allocate one", as gophercloud's
+	// provider.Segment always sends the field.
+	zero := obj(e.must(201, admin, "POST", "/v2.0/networks", net(map[string]any{"segments": []any{
+		map[string]any{"provider:network_type": "vxlan", "provider:segmentation_id": 0}}})), "network")
+	if vni, _ := zero["provider:segmentation_id"].(float64); vni < 1 {
+		t.Errorf("vxlan network with segmentation id 0 got VNI %v, want an allocated one", zero["provider:segmentation_id"])
+	}
 	for _, bad := range []map[string]any{
-		{"provider:network_type": "vxlan", "provider:segmentation_id": 0},
 		{"provider:network_type": "vxlan", "provider:segmentation_id": 16777216},
 		{"provider:network_type": "vxlan", "provider:physical_network": "physnet1", "provider:segmentation_id": 5},
 		{"provider:network_type": "vlan", "provider:segmentation_id": 5},

@@ -155,7 +155,9 @@ func readSegment(at *attrs) segmentReq {
 	r.physnet, r.hasPhys, null = src.nullableStr("provider:physical_network", 64)
 	r.hasPhys = r.hasPhys && !null && r.physnet != ""
 	seg, has, null := src.integer("provider:segmentation_id", 0, 1<<32, true)
-	r.seg, r.hasSeg = int(seg), has && !null
+	// 0 counts as not given, as in Neutron's type drivers: gophercloud's
+	// provider.Segment always sends the field.
+	r.seg, r.hasSeg = int(seg), has && !null && seg != 0
 	if src != at && src.err != nil {
 		at.fail(src.err)
 	}
