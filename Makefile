@@ -44,12 +44,15 @@ build:
 run: build
 	./bin/bagpipe-bgp --config-file $(CONFIG)
 
-# Three compute nodes and a route reflector in network namespaces, VMs
-# pinging over one E-VPN, then a clean teardown. Needs root (sudo otherwise).
+# bagpipe-server, three compute nodes (bagpipe-agent + bagpipe-bgp) and a
+# route reflector in network namespaces; a network, ports and a BGPVPN made
+# through the server's API, VMs pinging, then a clean teardown. Needs root
+# (sudo otherwise).
 demo:
 	$(if $(filter 0,$(shell id -u)),,sudo) bash scripts/install-demo-deps.sh
-	$(GO) build -o $(TOOLS_BIN)/ ./cmd/bagpipe-bgp ./cmd/bagpipe-demo
-	$(if $(filter 0,$(shell id -u)),,sudo) $(TOOLS_BIN)/bagpipe-demo -bagpipe-bgp $(TOOLS_BIN)/bagpipe-bgp $(DEMO_FLAGS)
+	$(GO) build -o $(TOOLS_BIN)/ ./cmd/bagpipe-bgp ./cmd/bagpipe-server ./cmd/bagpipe-agent ./cmd/bagpipe-demo
+	$(if $(filter 0,$(shell id -u)),,sudo) $(TOOLS_BIN)/bagpipe-demo -bagpipe-bgp $(TOOLS_BIN)/bagpipe-bgp \
+		-bagpipe-server $(TOOLS_BIN)/bagpipe-server -bagpipe-agent $(TOOLS_BIN)/bagpipe-agent $(DEMO_FLAGS)
 
 bench-bgp: deps
 	$(GO) run ./cmd/bench-bgp $(BENCH_FLAGS)

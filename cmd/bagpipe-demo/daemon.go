@@ -30,88 +30,168 @@ const (
 	apiUpTimeout   = 10 * time.Second // from start to the REST API answering
 	sessionTimeout = 20 * time.Second // from start to every BGP session up
 	requestTimeout = 5 * time.Second  // one REST request
-	pollInterval   = 100 * time.Millisecond
+	pollInterval   = 20 * time.Millisecond
 )
 
-// daemon is one bagpipe-bgp process running in its host's namespace.
-type daemon struct {
-	name    string // the host's
+// process is one program the demo runs in a host's namespace: a
+// bagpipe-bgp, bagpipe-server or bagpipe-agent.
+type process struct {
+	what    string // "bagpipe-bgp on node1"
+	prog    string // "bagpipe-bgp"
 	host    *testnet.Host
-	conf    string // path of its bgp.conf
 	logFile string // path of its log file with -v; "" otherwise
 	proc    *testnet.Process
-	api     *client.Client
-	// output keeps the end of the daemon's standard error (all its logs
-	// without -v), shown when it fails.
+	// output keeps the end of the program's output (all its logs without
+	// -v), shown when it fails.
 	output *tailBuffer
-	// transport is the REST client's, whose connections are opened in the
-	// host's namespace; closed at the end.
-	transport *http.Transport
 	// exitShown is set once exited has described an unexpected end, so
 	// that the teardown does not report it again.
 	exitShown atomic.Bool
 }
 
-// apiURL is the REST API's address as seen from inside the namespace.
-func apiURL() string {
-	return "http://" + net.JoinHostPort(apiHost, strconv.Itoa(apiPort))
+// startProcess starts bin with args in host's namespace, in dir when not
+// empty, with env (nil: the demo's own). With logDir not empty its output
+// goes to <logDir>/<logName>.log as well.
+func startProcess(host *testnet.Host, prog, bin string, args, env []string, dir, logDir, logName string) (*process, error) {
+	p := &process{what: prog + " on " + host.Name(), prog: prog, host: host, output: newTailBuffer(16 << 10)}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Dir = dir
+	cmd.Stdout = p.output
+	cmd.Stderr = p.output
+	if logDir != "" {
+		p.logFile = filepath.Join(logDir, logName+".log")
+		f, err := os.Create(p.logFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: log file: %w", p.what, err)
+		}
+		// Closed by the Process's reaper once the program is done: exec
+		// copies into writers that are not files, and this one is.
+		cmd.Stdout = f
+		cmd.Stderr = f
+		p.output = nil
+	}
+	proc, err := host.Start(cmd)
+	if c, ok := cmd.Stdout.(*os.File); ok {
+		// The child has its own copy of the descriptor.
+		_ = c.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: start %s: %w", p.what, bin, err)
+	}
+	p.proc = proc
+	return p, nil
 }
 
-// startDaemon writes conf to dir/<name>.conf and starts bin on it in host's
-// namespace. With logDir not empty the daemon logs to <logDir>/<name>.log.
-func startDaemon(bin, dir, logDir string, host *testnet.Host, conf string) (*daemon, error) {
-	name := host.Name()
-	d := &daemon{name: name, host: host, conf: filepath.Join(dir, name+".conf"), output: newTailBuffer(16 << 10)}
-	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
-		return nil, fmt.Errorf("%s: write bgp.conf: %w", name, err)
+// lastOutput is the end of what the program wrote, for a failure message.
+func (p *process) lastOutput() string {
+	if p.output == nil || (p.output.empty() && p.logFile != "") {
+		return "        | (see " + p.logFile + ")"
 	}
-	args := []string{"--config-file", d.conf}
-	if logDir != "" {
-		d.logFile = filepath.Join(logDir, name+".log")
-		args = append(args, "--log-file", d.logFile)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = d.output
-	cmd.Stderr = d.output
-	p, err := host.Start(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("%s: start %s: %w", name, bin, err)
-	}
-	d.proc = p
+	return indent(p.output.lastLines(15), "        | ")
+}
 
-	// The REST API listens on the loopback of the host's namespace: its
-	// connections must be opened there, which Host.Dial does.
-	d.transport = &http.Transport{
+// exited returns an error describing the program's end if it has exited,
+// with the last lines it wrote; nil while it runs.
+func (p *process) exited() error {
+	select {
+	case <-p.proc.Done():
+	default:
+		return nil
+	}
+	how := "exited with status 0"
+	if err := p.proc.Err(); err != nil {
+		how = err.Error()
+	}
+	p.exitShown.Store(true)
+	return fmt.Errorf("%s (pid %d) stopped unexpectedly (%s); its last output:\n%s", p.what, p.proc.PID(), how, p.lastOutput())
+}
+
+// errShown says that the program's unexpected end was already reported.
+var errShown = errors.New("had already stopped (reported above)")
+
+// terminate stops the program by PID: SIGTERM, then SIGKILL after a grace
+// period (testnet.Process.Stop). It returns how long it took to end.
+func (p *process) terminate() (time.Duration, error) {
+	start := time.Now()
+	select {
+	case <-p.proc.Done():
+		if p.exitShown.Load() {
+			return 0, errShown
+		}
+		return 0, p.exited()
+	default:
+	}
+	err := p.proc.Stop()
+	took := time.Since(start)
+	if err != nil {
+		return took, err
+	}
+	if err := p.proc.Err(); err != nil {
+		return took, fmt.Errorf("%s (pid %d) ended with %v; its last output:\n%s", p.what, p.proc.PID(), err, p.lastOutput())
+	}
+	return took, nil
+}
+
+// daemon is one bagpipe-bgp process running in its host's namespace.
+type daemon struct {
+	*process
+	name string // the host's
+	conf string // path of its bgp.conf
+	api  *client.Client
+	// transport is the REST client's, whose connections are opened in the
+	// host's namespace; closed at the end.
+	transport *http.Transport
+}
+
+// bgpAPIURL is a bagpipe-bgp's REST API address as seen from inside its
+// namespace.
+func bgpAPIURL() string {
+	return "http://" + net.JoinHostPort(bgpAPIHost, strconv.Itoa(bgpAPIPort))
+}
+
+// nsTransport is an HTTP transport whose connections are opened in host's
+// namespace, where the daemon's API listens. Without keep-alives: a
+// request is rare, and no connection outlives the namespace.
+func nsTransport(host *testnet.Host) *http.Transport {
+	return &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return host.Dial(ctx, network, addr)
 		},
 		DisableKeepAlives: true,
 	}
-	api, err := client.New(apiURL(), client.WithHTTPClient(&http.Client{Transport: d.transport}),
+}
+
+// startDaemon writes conf to dir/<name>.conf and starts bin on it in host's
+// namespace with env (nil: the demo's own). With logDir not empty the
+// daemon logs to <logDir>/<name>.log.
+func startDaemon(bin, dir, logDir string, host *testnet.Host, conf string, env []string) (*daemon, error) {
+	name := host.Name()
+	d := &daemon{name: name, conf: filepath.Join(dir, name+".conf")}
+	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("%s: write bgp.conf: %w", name, err)
+	}
+	args := []string{"--config-file", d.conf}
+	if logDir != "" {
+		args = append(args, "--log-file", filepath.Join(logDir, bgpName+"-"+name+".log"))
+	}
+	p, err := startProcess(host, bgpName, bin, args, env, "", "", "")
+	if err != nil {
+		return nil, err
+	}
+	if logDir != "" {
+		p.logFile = filepath.Join(logDir, bgpName+"-"+name+".log")
+	}
+	d.process = p
+	d.transport = nsTransport(host)
+	api, err := client.New(bgpAPIURL(), client.WithHTTPClient(&http.Client{Transport: d.transport}),
 		client.WithTimeout(requestTimeout), client.WithUserAgent("bagpipe-demo"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: REST client: %w", name, err)
 	}
 	d.api = api
 	return d, nil
-}
-
-// exited returns an error describing the daemon's end if it has exited,
-// with the last lines it wrote; nil while it runs.
-func (d *daemon) exited() error {
-	select {
-	case <-d.proc.Done():
-	default:
-		return nil
-	}
-	how := "exited with status 0"
-	if err := d.proc.Err(); err != nil {
-		how = err.Error()
-	}
-	d.exitShown.Store(true)
-	return fmt.Errorf("bagpipe-bgp on %s (pid %d) stopped unexpectedly (%s); its last output:\n%s",
-		d.name, d.proc.PID(), how, indent(d.output.lastLines(15), "        | "))
 }
 
 // waitAPI waits until the REST API answers /ping.
@@ -157,6 +237,22 @@ func (d *daemon) lg(ctx context.Context, v any, path ...string) error {
 	return nil
 }
 
+// instances are the ids of the daemon's VPN instances, sorted.
+func (d *daemon) instances(ctx context.Context) ([]string, error) {
+	var list []struct {
+		ID string `json:"id"`
+	}
+	if err := d.lg(ctx, &list, "vpns", "instances"); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(list))
+	for _, i := range list {
+		ids = append(ids, i.ID)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
 // waitSessions waits until the daemon shows an established session with
 // every address of want.
 func (d *daemon) waitSessions(ctx context.Context, want []netip.Addr) error {
@@ -185,35 +281,6 @@ func (d *daemon) waitSessions(ctx context.Context, want []netip.Addr) error {
 		return fmt.Errorf("BGP sessions of %s (looking glass: %v): %w", d.name, last, err)
 	}
 	return nil
-}
-
-// errShown says that the daemon's unexpected end was already reported.
-var errShown = errors.New("had already stopped (reported above)")
-
-// terminate stops the daemon by PID: SIGTERM, then SIGKILL after a grace
-// period (testnet.Process.Stop). It returns how it ended.
-func (d *daemon) terminate() (time.Duration, error) {
-	start := time.Now()
-	select {
-	case <-d.proc.Done():
-		d.transport.CloseIdleConnections()
-		if d.exitShown.Load() {
-			return 0, errShown
-		}
-		return 0, d.exited()
-	default:
-	}
-	err := d.proc.Stop()
-	took := time.Since(start)
-	d.transport.CloseIdleConnections()
-	if err != nil {
-		return took, err
-	}
-	if err := d.proc.Err(); err != nil {
-		return took, fmt.Errorf("bagpipe-bgp on %s (pid %d) ended with %v; its last output:\n%s",
-			d.name, d.proc.PID(), err, indent(d.output.lastLines(15), "        | "))
-	}
-	return took, nil
 }
 
 // stopError marks an error poll must not retry.
@@ -270,6 +337,13 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 		b.buf = slices.Delete(b.buf, 0, over)
 	}
 	return len(p), nil
+}
+
+// empty says whether nothing was written.
+func (b *tailBuffer) empty() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(bytes.TrimSpace(b.buf)) == 0
 }
 
 // lastLines returns at most n of the last complete or partial lines.

@@ -127,8 +127,11 @@ func neighState(s int) string {
 	return strings.Join(out, " ")
 }
 
-// ourDevices are the names of the links in h's namespace named like the
-// E-VPN driver's bridges and VXLAN devices.
+// ourDevices are the names of the links in h's namespace that the
+// dataplane drivers make for VPN instances: the Linux bridges the agent
+// asks for ("brq" + network id[:11]) or the E-VPN driver names, VXLAN
+// devices, and the veth pairs that stitch an E-VPN into a VRF
+// ("evpn<N>-ipvpn<M>", "ipvpn<M>-evpn<N>").
 func ourDevices(h *netlink.Handle) ([]string, error) {
 	links, err := h.LinkList()
 	if err != nil {
@@ -136,8 +139,12 @@ func ourDevices(h *netlink.Handle) ([]string, error) {
 	}
 	var out []string
 	for _, l := range links {
-		if n := l.Attrs().Name; strings.HasPrefix(n, linux.BridgePrefix) || strings.HasPrefix(n, linux.VXLANPrefix) {
-			out = append(out, n)
+		n := l.Attrs().Name
+		for _, p := range []string{"brq", linux.BridgePrefix, linux.VXLANPrefix, "evpn", "ipvpn"} {
+			if strings.HasPrefix(n, p) {
+				out = append(out, n)
+				break
+			}
 		}
 	}
 	slices.Sort(out)
@@ -147,13 +154,15 @@ func ourDevices(h *netlink.Handle) ([]string, error) {
 // expectedRemote are the entries a node's VXLAN device must hold for the
 // VMs of other nodes: each VM's MAC towards its node's VTEP, and one
 // all-zero (flooding) entry per VTEP, for broadcast such as ARP.
-func expectedRemote(others []*node) []string {
+func expectedRemote(others []*vm) []string {
 	var out []string
 	zero := net.HardwareAddr{0, 0, 0, 0, 0, 0}
 	for _, o := range others {
-		out = append(out,
-			fmt.Sprintf("%s dst %s", o.vmMAC, o.host.Addr()),
-			fmt.Sprintf("%s dst %s", zero, o.host.Addr()))
+		vtep := o.node.host.Addr()
+		out = append(out, fmt.Sprintf("%s dst %s", o.mac, vtep))
+		if f := fmt.Sprintf("%s dst %s", zero, vtep); !slices.Contains(out, f) {
+			out = append(out, f)
+		}
 	}
 	slices.Sort(out)
 	return out

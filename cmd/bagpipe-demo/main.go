@@ -1,15 +1,23 @@
-// Command bagpipe-demo shows bagpipe-bgp at work on one machine: three
-// compute nodes and a route reflector as network namespaces on a shared
-// fabric, one E-VPN, one "VM" per node attached through the REST API, pings
-// between the VMs over VXLAN, then a complete teardown. Every step is
-// printed in an operator's terms. It needs root and Linux.
+// Command bagpipe-demo shows bagpipe-go at work on one machine: a small
+// cloud whose compute nodes, route reflector and controller are network
+// namespaces on a shared fabric. bagpipe-server (the Neutron-compatible
+// API, its SQLite database and embedded NATS bus) runs on the controller,
+// bagpipe-agent and bagpipe-bgp on each of three compute nodes, a
+// bagpipe-bgp route reflector between them. Through the server's REST API
+// the demo creates a network, a subnet and one port per node; it plugs a
+// "VM" per port, shows what each node received and did, and has the VMs
+// ping each other over VXLAN. When Open vSwitch is installed, it then
+// joins a second network to the first with an l3 BGPVPN (the nodes' OVS
+// IP-VPN driver, MPLS over GRE) and pings across it. It deletes the ports
+// through the API, shows the nodes emptied and tears everything down.
+// Every step is printed in an operator's terms. It needs root and Linux.
 //
-//	bagpipe-demo [-bagpipe-bgp PATH] [-keep] [-v]
+//	bagpipe-demo [-bagpipe-bgp PATH] [-bagpipe-server PATH] [-bagpipe-agent PATH] [-no-ovs] [-keep] [-v]
 //
-// It builds nothing: it runs the bagpipe-bgp binary given by -bagpipe-bgp,
-// by default the one next to its own executable, else the one in PATH. The
-// exit status is 0 when every ping was answered and everything converged
-// in time, 1 otherwise, 2 for a bad command line.
+// It builds nothing: it runs the binaries given by the flags, by default
+// those next to its own executable, else those in PATH. The exit status is
+// 0 when every ping was answered and everything converged in time, 1
+// otherwise, 2 for a bad command line.
 package main
 
 import (
@@ -25,8 +33,12 @@ import (
 	"syscall"
 )
 
-// daemonName is the program the demo runs on every node.
-const daemonName = "bagpipe-bgp"
+// The programs the demo runs.
+const (
+	bgpName    = "bagpipe-bgp"
+	serverName = "bagpipe-server"
+	agentName  = "bagpipe-agent"
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -41,8 +53,12 @@ func main() {
 
 // options are the command line's.
 type options struct {
-	// bagpipeBGP is the daemon's binary, an absolute path once resolved.
-	bagpipeBGP string
+	// bagpipeBGP, server and agent are the binaries, absolute paths once
+	// resolved.
+	bagpipeBGP, server, agent string
+	// noOVS skips Open vSwitch and the BGPVPN part even when OVS is
+	// installed.
+	noOVS bool
 	// keep leaves everything running after the pings until ctx ends.
 	keep bool
 	// verbose writes the daemons' logs to files, kept after the run.
@@ -56,11 +72,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bagpipe-demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.bagpipeBGP, "bagpipe-bgp", "", "path of the bagpipe-bgp binary to run (default: next to this program, else in PATH)")
-	fs.BoolVar(&o.keep, "keep", false, "leave the nodes and VMs running after the pings, until Ctrl-C, to look around")
+	fs.StringVar(&o.bagpipeBGP, "bagpipe-bgp", "", "path of the bagpipe-bgp binary (default: next to this program, else in PATH)")
+	fs.StringVar(&o.server, "bagpipe-server", "", "path of the bagpipe-server binary (default: next to this program, else in PATH)")
+	fs.StringVar(&o.agent, "bagpipe-agent", "", "path of the bagpipe-agent binary (default: next to this program, else in PATH)")
+	fs.BoolVar(&o.noOVS, "no-ovs", false, "do not use Open vSwitch even if installed: skip the BGPVPN part")
+	fs.BoolVar(&o.keep, "keep", false, "leave everything running after the pings, until Ctrl-C, to look around")
 	fs.BoolVar(&o.verbose, "v", false, "write the daemons' logs to files (their paths are printed; kept after the run)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: bagpipe-demo [-bagpipe-bgp PATH] [-keep] [-v]   (as root, on Linux)")
+		fmt.Fprintln(fs.Output(), "usage: bagpipe-demo [-bagpipe-bgp PATH] [-bagpipe-server PATH] [-bagpipe-agent PATH] [-no-ovs] [-keep] [-v]   (as root, on Linux)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -73,39 +92,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bagpipe-demo: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	bin, err := findDaemon(o.bagpipeBGP)
-	if err != nil {
-		fmt.Fprintf(stderr, "bagpipe-demo: %v\n", err)
-		return 1
+	for _, p := range []struct {
+		flag, name string
+		path       *string
+	}{{"-bagpipe-bgp", bgpName, &o.bagpipeBGP}, {"-bagpipe-server", serverName, &o.server}, {"-bagpipe-agent", agentName, &o.agent}} {
+		bin, err := findProgram(p.flag, p.name, *p.path)
+		if err != nil {
+			fmt.Fprintf(stderr, "bagpipe-demo: %v\n", err)
+			return 1
+		}
+		*p.path = bin
 	}
-	o.bagpipeBGP = bin
 	return runDemo(ctx, o, stdout, stderr)
 }
 
-// findDaemon resolves the bagpipe-bgp binary: flag, given as a path, must
-// be an executable file; without it, the binary next to this executable,
-// then the one in PATH.
-func findDaemon(flagValue string) (string, error) {
+// findProgram resolves the binary of program name: flagValue, given as a
+// path, must be an executable file; without it, the binary next to this
+// executable, then the one in PATH.
+func findProgram(flagName, name, flagValue string) (string, error) {
 	if flagValue != "" {
 		if err := executable(flagValue); err != nil {
-			return "", fmt.Errorf("-bagpipe-bgp: %w", err)
+			return "", fmt.Errorf("%s: %w", flagName, err)
 		}
 		return filepath.Abs(flagValue)
 	}
 	var tried []string
 	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), daemonName)
+		p := filepath.Join(filepath.Dir(self), name)
 		if executable(p) == nil {
 			return p, nil
 		}
 		tried = append(tried, p)
 	}
-	p, err := exec.LookPath(daemonName)
+	p, err := exec.LookPath(name)
 	if err == nil {
 		return filepath.Abs(p)
 	}
 	tried = append(tried, "PATH")
-	return "", fmt.Errorf("no %s found (looked at %q): build it, e.g. `go build -o .tools/bin/ ./cmd/bagpipe-bgp`, and give its path with -bagpipe-bgp", daemonName, tried)
+	return "", fmt.Errorf("no %s found (looked at %q): build it, e.g. `go build -o .tools/bin/ ./cmd/%s`, and give its path with %s",
+		name, tried, name, flagName)
 }
 
 // executable checks that p is a regular file with an execute bit.
