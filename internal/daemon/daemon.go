@@ -134,6 +134,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, logs *logrin
 		sp.Close()
 		return nil, fmt.Errorf("REST API on %s: %w", apiAddr, err)
 	}
+	// Last (nothing fails after it: the manager may now run a goroutine,
+	// which Run or Close stops), and before the API takes the first
+	// attach: the labels a kept dataplane still delivers go back to their
+	// endpoints, and to no other.
+	if err := mgr.AdoptDataplanes(ctx); err != nil {
+		log.Warn("dataplane not adopted at start: the labels of the previous run are not kept", "error", err)
+	}
 	n.sp, n.mgr, n.srv, n.ln = sp, mgr, srv, ln
 	ok = true
 	return n, nil

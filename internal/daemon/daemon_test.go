@@ -232,3 +232,37 @@ func TestBGPSettled(t *testing.T) {
 		}
 	})
 }
+
+// keeper is an IP-VPN driver that kept the previous run's dataplane and
+// found one endpoint's label in it (dataplane.LabelKeeper).
+type keeper struct {
+	*dummy.Driver
+	adopted int
+}
+
+func (k *keeper) AdoptState(context.Context) error { k.adopted++; return nil }
+func (k *keeper) KeepsDataplane() bool             { return true }
+func (k *keeper) InheritedLabels() []dataplane.InheritedLabel {
+	return []dataplane.InheritedLabel{{InstanceExternalID: "v1", MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}, Label: 16}}
+}
+func (k *keeper) InheritedLabelsReleased() <-chan struct{} { return nil }
+
+func TestNodeKeepsLabels(t *testing.T) {
+	t.Run("dataplanes_§12_the_labels_of_a_kept_dataplane_are_reserved_before_the_API_serves", func(t *testing.T) {
+		_, ipvpn, dps := dummyDrivers(t)
+		k := &keeper{Driver: ipvpn}
+		dps[dataplane.IPVPN] = k
+		n, err := New(t.Context(), parse(t, testConf), nil, logring.NewBuffer(0), Options{Drivers: dps, Version: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels := n.Manager().Labels()
+		if k.adopted != 1 || len(labels) != 1 || !strings.HasPrefix(labels[16], "Kept for endpoint 52:54:00:00:00:01 of v1") {
+			t.Errorf("adopted %d times, labels %v", k.adopted, labels)
+		}
+		n.Close()
+		if labels := n.Manager().Labels(); len(labels) != 0 {
+			t.Errorf("labels left after Close: %v", labels)
+		}
+	})
+}

@@ -17,8 +17,10 @@ type Lazy struct {
 	Driver
 	log *slog.Logger
 
-	mu    sync.Mutex // guards ready, and serialises the initialisation
+	mu    sync.Mutex // guards ready and adopted, and serialises the initialisation
 	ready bool
+	// adopted: AdoptEarly ran AdoptState, the initialisation skips it.
+	adopted bool
 }
 
 // NewLazy wraps d; log receives the ResetState error.
@@ -52,16 +54,45 @@ func (l *Lazy) init(ctx context.Context) error {
 	if a, ok := l.Driver.(StateAdopter); ok {
 		reset = a.AdoptState
 	}
-	if err := reset(ctx); err != nil {
-		// Leftovers may make Initialize fail, which is then reported; a
-		// partial reset alone must not keep the VPN type from working.
-		l.log.Warn("dataplane reset failed", "vpn_type", string(l.Driver.Type()), "error", err)
+	if !l.adopted {
+		if err := reset(ctx); err != nil {
+			// Leftovers may make Initialize fail, which is then reported; a
+			// partial reset alone must not keep the VPN type from working.
+			l.log.Warn("dataplane reset failed", "vpn_type", string(l.Driver.Type()), "error", err)
+		}
 	}
 	if err := l.Driver.Initialize(ctx); err != nil {
+		// Both run again next time, as without AdoptEarly.
+		l.adopted = false
 		return fmt.Errorf("initialize %s dataplane: %w", l.Driver.Type(), err)
 	}
 	l.ready = true
 	return nil
+}
+
+// AdoptEarly runs the wrapped driver's AdoptState now, ahead of its first
+// instance, when it is a LabelKeeper that keeps the dataplane: the VPN
+// layer must know the labels the previous run gave its endpoints before it
+// allocates any (for any VPN type: they share one label pool). The first
+// NewInstance then runs Initialize only. For another driver it does
+// nothing and returns false: its initialisation stays lazy. After an
+// AdoptState error the first NewInstance adopts again. Once the driver is
+// initialized, or adopted already, it does nothing but return the keeper.
+func (l *Lazy) AdoptEarly(ctx context.Context) (LabelKeeper, bool, error) {
+	k, ok := l.Driver.(LabelKeeper)
+	if !ok || !k.KeepsDataplane() {
+		return nil, false, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ready || l.adopted {
+		return k, true, nil
+	}
+	if err := k.AdoptState(ctx); err != nil {
+		return k, true, fmt.Errorf("adopt %s dataplane: %w", l.Driver.Type(), err)
+	}
+	l.adopted = true
+	return k, true, nil
 }
 
 var _ Driver = (*Lazy)(nil)

@@ -493,3 +493,56 @@ func AsStitchLinker(d Driver) (StitchLinker, bool) {
 	s, ok := d.(StitchLinker)
 	return s, ok
 }
+
+// InheritedLabel is a label a previous run of the daemon gave a local
+// endpoint, which the dataplane it left (adopted, see StateAdopter) still
+// delivers to that endpoint's port.
+type InheritedLabel struct {
+	// InstanceExternalID is the external id of the endpoint's instance;
+	// "" when the dataplane does not tell (the label is then kept from new
+	// endpoints but given back to none).
+	InstanceExternalID string
+	// MAC is the endpoint's MAC: the VPN layer allocates one label per MAC
+	// of an instance (Port.Label), so the endpoint's IP is not needed.
+	MAC   net.HardwareAddr
+	Label uint32
+}
+
+// LabelKeeper is a driver that keeps the previous run's dataplane across a
+// restart (preserve_dataplane) and whose kept entries deliver traffic by
+// the labels the VPN layer allocated then (the OVS IP-VPN driver's MPLS
+// flows). Labels are allocated in attach order, so without it a port
+// attached first after a restart could get a label the previous run gave
+// another port, possibly of another tenant, while remote nodes still send
+// traffic for that other port with it.
+//
+// The VPN layer therefore has such a driver adopt its state at start-up
+// (Lazy.AdoptEarly), before any label is allocated, reserves the
+// InheritedLabels, gives each back to its endpoint when it is attached
+// again, and frees the others once InheritedLabelsReleased is closed.
+type LabelKeeper interface {
+	StateAdopter
+	// KeepsDataplane says whether AdoptState keeps the previous run's
+	// dataplane; when not, nothing is inherited and the driver's
+	// initialisation stays lazy.
+	KeepsDataplane() bool
+	// InheritedLabels are the labels the last AdoptState found, each
+	// once.
+	InheritedLabels() []InheritedLabel
+	// InheritedLabelsReleased is closed once the dataplane no longer keeps
+	// inherited entries for endpoints that did not come back: when its
+	// grace period has ended (BGP settled plus reconcile_grace_period, see
+	// Settler) and it swept them, or when nothing inherited is left. The
+	// same channel for the driver's lifetime.
+	InheritedLabelsReleased() <-chan struct{}
+}
+
+// AsLabelKeeper returns d as a LabelKeeper, looking through the Lazy
+// wrapper; false when d is not one.
+func AsLabelKeeper(d Driver) (LabelKeeper, bool) {
+	if l, ok := d.(*Lazy); ok {
+		d = l.Driver
+	}
+	k, ok := d.(LabelKeeper)
+	return k, ok
+}

@@ -9,7 +9,10 @@
 // the route events the engine queues for it, are all executed there, so the
 // instance's bookkeeping, its routes and its dataplane calls happen in one
 // order and need no lock. The manager only keeps the map of instances and
-// the process-wide allocators (labels, route distinguishers, instance ids).
+// the process-wide allocators (labels, route distinguishers, instance ids);
+// after a restart that kept the dataplane, it also keeps the labels the
+// previous run gave its endpoints for them until the driver lets them go
+// (AdoptDataplanes).
 //
 // Attach and detach are transactional: an attach that fails gives back
 // every label and route distinguisher it took, withdraws nothing it did not

@@ -53,6 +53,9 @@ type fixtureCfg struct {
 	drv dummy.Config // E-VPN
 	vrf dummy.Config // IP-VPN
 	eng engine.Config
+	// wrapVRF, when set, is the IP-VPN driver the manager gets, built
+	// around the dummy one.
+	wrapVRF func(*dummy.Driver) dataplane.Driver
 }
 
 type fixtureOpt func(*fixtureCfg)
@@ -112,9 +115,13 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var vrfDriver dataplane.Driver = vdrv
+	if cfg.wrapVRF != nil {
+		vrfDriver = cfg.wrapVRF(vdrv)
+	}
 	m, err := New(Config{
 		Engine:       eng,
-		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: drv, dataplane.IPVPN: vdrv},
+		Drivers:      map[dataplane.VPNType]dataplane.Driver{dataplane.EVPN: drv, dataplane.IPVPN: vrfDriver},
 		LocalAddress: LA,
 		Hostname:     "test",
 		Logger:       log,

@@ -619,10 +619,13 @@ func (in *instance) attach(ctx context.Context, p AttachParams) error {
 	}
 
 	if ms == nil {
-		label, err := in.m.labels.Allocate(fmt.Sprintf("Incoming traffic for %s, interface %s, endpoint (%s, %s)",
+		label, kept, err := in.m.portLabel(in.typ, in.ext, p.MAC, fmt.Sprintf("Incoming traffic for %s, interface %s, endpoint (%s, %s)",
 			in.name, p.LocalPort.LinuxIf, pyStr(macStr), pyStr(ipStr)))
 		if err != nil {
 			return fail(fmt.Errorf("attach %s to %s: port label: %w", macStr, in.ext, err))
+		}
+		if kept {
+			in.log.Info("endpoint label of the previous run given back", "mac", macStr, "label", label)
 		}
 		ms = &macState{
 			mac: slices.Clone(p.MAC), text: macStr, localPort: p.LocalPort,

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -30,7 +32,8 @@ type Config struct {
 	Engine *engine.Engine
 	// Drivers are the dataplane drivers by VPN type. The manager wraps each
 	// in dataplane.NewLazy: its state is reset and initialised just before
-	// its first instance.
+	// its first instance (adopted at AdoptDataplanes for a driver that
+	// keeps the previous run's labels).
 	Drivers map[dataplane.VPNType]dataplane.Driver
 	// LocalAddress is the BGP local address: route distinguishers are
 	// built from it, and it is the originator and next hop of the E-VPN
@@ -64,6 +67,11 @@ type Manager struct {
 	rds    *ident.RDAllocator
 	ids    *ident.Counter
 
+	// stop is closed by Close; it ends kept, the goroutines that free the
+	// labels of the previous run nobody claimed back (AdoptDataplanes).
+	stop chan struct{}
+	kept sync.WaitGroup
+
 	mu sync.Mutex // guards all following fields
 	// instances by external id. An instance is in the map from its creation
 	// until its goroutine has torn it down.
@@ -73,9 +81,11 @@ type Manager struct {
 	// the VRFs whose dataplane redirects traffic into it (§3.9).
 	redirectUsers map[string]map[string]struct{}
 	closed        bool
+	adopted       bool // AdoptDataplanes ran
 }
 
-// New builds a manager. It starts no goroutine: instances start theirs.
+// New builds a manager. It starts no goroutine: instances start theirs,
+// and AdoptDataplanes one per driver whose labels it keeps.
 func New(cfg Config) (*Manager, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("vpn manager: no engine")
@@ -125,7 +135,117 @@ func New(cfg Config) (*Manager, error) {
 		instances:     map[string]*instance{},
 		vnis:          map[uint32]*instance{},
 		redirectUsers: map[string]map[string]struct{}{},
+		stop:          make(chan struct{}),
 	}, nil
+}
+
+// AdoptDataplanes has the drivers that keep the previous run's dataplane
+// (dataplane.LabelKeeper, with preserve_dataplane) adopt it now, and
+// reserves the labels its entries still deliver to endpoints (dataplanes
+// §12: label allocations kept across a restart). Until the driver lets
+// them go (BGP settled plus its grace period, when it sweeps what did not
+// come back), no new endpoint gets one of them, and an endpoint attached
+// again with the same instance and MAC gets its own back: its flows stay
+// as they were, and traffic remote nodes still send with an old label
+// never reaches another endpoint, possibly another tenant's. The daemon
+// calls it once at start-up, before the first attach; later calls do
+// nothing. A driver whose adoption fails keeps no label (it adopts again
+// before its first instance); the error names it.
+func (m *Manager) AdoptDataplanes(ctx context.Context) error {
+	m.mu.Lock()
+	closed, adopted := m.closed, m.adopted
+	m.adopted = true
+	m.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if adopted {
+		return nil
+	}
+	types := slices.Sorted(maps.Keys(m.drivers))
+	var errs []error
+	for _, t := range types {
+		l, ok := m.drivers[t].(*dataplane.Lazy)
+		if !ok {
+			continue
+		}
+		k, ok, err := l.AdoptEarly(ctx)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.keepLabels(t, k)
+	}
+	return errors.Join(errs...)
+}
+
+// keepLabels reserves k's inherited labels for their endpoints until k
+// releases them.
+func (m *Manager) keepLabels(t dataplane.VPNType, k dataplane.LabelKeeper) {
+	var ids []uint32
+	for _, il := range k.InheritedLabels() {
+		owner := ""
+		if il.InstanceExternalID != "" && len(il.MAC) == 6 {
+			owner = labelOwner(t, il.InstanceExternalID, il.MAC)
+		}
+		desc := fmt.Sprintf("Kept for endpoint %s of %s until BGP has settled (label of the previous run)",
+			il.MAC, cmp.Or(il.InstanceExternalID, "an unknown instance"))
+		err := m.labels.Reserve(il.Label, owner, desc)
+		if errors.Is(err, ident.ErrInUse) && owner != "" {
+			// Two labels for one endpoint (the dataplane left an old
+			// one): the other is only kept from new endpoints.
+			err = m.labels.Reserve(il.Label, "", desc)
+		}
+		if err != nil {
+			m.log.Warn("label of the previous run not kept", "vpn_type", string(t), "label", il.Label,
+				"external_instance_id", il.InstanceExternalID, "mac", il.MAC.String(), "error", err)
+			continue
+		}
+		ids = append(ids, il.Label)
+	}
+	if len(ids) == 0 {
+		return
+	}
+	m.log.Info("labels of the previous run kept for their endpoints", "vpn_type", string(t), "labels", len(ids))
+	done := k.InheritedLabelsReleased()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		m.labels.EndReservations(ids)
+		return
+	}
+	m.kept.Go(func() {
+		select {
+		case <-done:
+		case <-m.stop:
+			// Closing: the instances have given their labels back.
+			m.labels.EndReservations(ids)
+			return
+		}
+		freed := m.labels.EndReservations(ids)
+		m.log.Info("labels of the previous run released", "vpn_type", string(t), "freed", len(freed), "claimed_back", len(ids)-len(freed))
+	})
+}
+
+// labelOwner names, for the label allocator's reservations, the endpoints
+// of MAC mac in instance ext of type t: the VPN layer gives them one
+// label.
+func labelOwner(t dataplane.VPNType, ext string, mac net.HardwareAddr) string {
+	return string(t) + "\x00" + ext + "\x00" + mac.String()
+}
+
+// portLabel allocates the label of the endpoints of a MAC in instance ext
+// of type t (see labelOwner): the one the previous run gave them when the
+// dataplane kept it (AdoptDataplanes), else a new one; kept says which.
+func (m *Manager) portLabel(t dataplane.VPNType, ext string, mac net.HardwareAddr, description string) (label uint32, kept bool, err error) {
+	if l, ok := m.labels.Claim(labelOwner(t, ext, mac), description); ok {
+		return l, true, nil
+	}
+	l, err := m.labels.Allocate(description)
+	return l, false, err
 }
 
 // Attach plugs an endpoint into the instance p.ExternalID, creating the
@@ -439,6 +559,7 @@ func (m *Manager) DriverLogs(t dataplane.VPNType) []logring.Record {
 // instance goroutines have ended, or with ctx's error. Idempotent.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
+	first := !m.closed
 	m.closed = true
 	insts := make([]*instance, 0, len(m.instances))
 	for _, in := range m.instances {
@@ -451,5 +572,9 @@ func (m *Manager) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stop %s: %w", in.name, err))
 		}
 	}
+	if first {
+		close(m.stop)
+	}
+	m.kept.Wait()
 	return errors.Join(errs...)
 }

@@ -1,10 +1,12 @@
 package ovs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -36,6 +38,12 @@ import (
 // of VRFs that came back but not with all their ports and routes, and
 // everything of the VRFs that did not come back (by cookie), their ports
 // and their external_ids entries.
+//
+// The label flows (table encap_in) deliver by the labels the VPN layer
+// allocated in the previous run, in attach order: the driver is a
+// dataplane.LabelKeeper, telling the VPN layer which label each endpoint
+// (VRF external id, MAC) had, so that it gives each back to its endpoint
+// and to no other meanwhile, and when the sweep has made the others free.
 
 // didKeyPrefix is the bridge external_ids key prefix of the persisted
 // dids.
@@ -68,6 +76,16 @@ type reconcile struct {
 	stalePorts map[string]string
 	// any says something is stale (a fast path for confirm).
 	any atomic.Bool
+
+	// labels are the endpoints' labels the last adoption found in the
+	// label flows (dataplane.LabelKeeper). adopted: AdoptState has kept
+	// something. labelsDone is closed (labelsOver) once nothing inherited
+	// waits for its endpoint any more: after the sweep, or when nothing
+	// is stale.
+	labels     []dataplane.InheritedLabel
+	adopted    bool
+	labelsDone chan struct{}
+	labelsOver bool
 }
 
 func (r *reconcile) init() {
@@ -75,6 +93,16 @@ func (r *reconcile) init() {
 	r.staleGroups = make(map[uint32]uint32)
 	r.claimed = make(map[uint32]bool)
 	r.stalePorts = make(map[string]string)
+	r.labelsDone = make(chan struct{})
+}
+
+// labelsOverLocked closes labelsDone once, after an adoption (r.mu held).
+func (r *reconcile) labelsOverLocked() {
+	if !r.adopted || r.labelsOver {
+		return
+	}
+	r.labelsOver = true
+	close(r.labelsDone)
 }
 
 // updateAnyLocked recomputes any (r.mu held).
@@ -92,6 +120,7 @@ func (r *reconcile) clearLocked() {
 	clear(r.staleGroups)
 	clear(r.claimed)
 	clear(r.stalePorts)
+	r.labels = nil
 	r.any.Store(false)
 }
 
@@ -273,10 +302,16 @@ func (d *Driver) AdoptState(ctx context.Context) error {
 			rc.stalePorts[p.name] = p.owner
 		}
 	}
+	rc.labels = inheritedLabels(d.opts, rc.stale)
+	rc.adopted = true
 	rc.updateAnyLocked()
+	if !rc.any.Load() {
+		rc.labelsOverLocked()
+	}
 	nflows := len(flows)
 	d.log.Info("ovs IP-VPN dataplane kept for adoption", "bridge", d.opts.Bridge, "flows", nflows, "groups", len(groups),
-		"instances", len(rc.stale), "ports", len(rc.stalePorts), "grace", d.opts.Grace.String(), "waiting_for_bgp", d.waitBGP && !d.settled)
+		"instances", len(rc.stale), "ports", len(rc.stalePorts), "labels", len(rc.labels), "grace", d.opts.Grace.String(),
+		"waiting_for_bgp", d.waitBGP && !d.settled)
 	if rc.any.Load() && (!d.waitBGP || d.settled) {
 		d.armSweep()
 	}
@@ -294,9 +329,17 @@ func (d *Driver) BGPSettled() {
 		return
 	}
 	d.settled = true
-	if d.waitBGP && d.rc.any.Load() {
-		d.armSweep()
+	if !d.waitBGP {
+		return
 	}
+	if d.rc.any.Load() {
+		d.armSweep()
+		return
+	}
+	// Everything inherited came back: no sweep, nothing to wait for.
+	d.rc.mu.Lock()
+	d.rc.labelsOverLocked()
+	d.rc.mu.Unlock()
 }
 
 var _ dataplane.Settler = (*Driver)(nil)
@@ -588,6 +631,90 @@ func (d *Driver) sweep(ctx context.Context) error {
 		delete(d.groups, g)
 	}
 	d.mu.Unlock()
+	// The grace period is over: labels whose endpoints did not come back
+	// are free, even when some flow could not be removed (the next sweep
+	// retries; a label flow is replaced by the new owner's plug anyway).
+	rc.mu.Lock()
+	rc.labelsOverLocked()
+	rc.mu.Unlock()
 	d.log.Info("stale OVS state swept", "lines", removed, "instances_gone", exts, "ports_removed", ports, "failed", len(errs))
 	return errors.Join(errs...)
+}
+
+// KeepsDataplane implements dataplane.LabelKeeper: with
+// preserve_dataplane, AdoptState keeps the bridge's flows.
+func (d *Driver) KeepsDataplane() bool { return d.opts.Preserve }
+
+// InheritedLabels implements dataplane.LabelKeeper: the labels of the
+// label flows the last AdoptState kept, with the VRF's external id (from
+// the dids persisted in the bridge; "" for a VRF whose did was not) and
+// the MAC the flow delivers to, by label.
+func (d *Driver) InheritedLabels() []dataplane.InheritedLabel {
+	rc := &d.rc
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := make([]dataplane.InheritedLabel, len(rc.labels))
+	for i, l := range rc.labels {
+		l.MAC = slices.Clone(l.MAC)
+		out[i] = l
+	}
+	return out
+}
+
+// InheritedLabelsReleased implements dataplane.LabelKeeper: closed after
+// the first sweep (the grace period is over), or when nothing inherited
+// is stale any more at the adoption or when BGP settles (no sweep then).
+func (d *Driver) InheritedLabelsReleased() <-chan struct{} { return d.rc.labelsDone }
+
+var _ dataplane.LabelKeeper = (*Driver)(nil)
+
+// deliverMACRE is the MAC a label flow's actions deliver to.
+var deliverMACRE = regexp.MustCompile(`(?:^|,)set_field:([0-9A-Fa-f:]{17})->eth_dst(?:,|$)`)
+
+// inheritedLabels reads the endpoints' labels in the inherited label
+// flows (labelFlow, vxlanLabelFlow) of the VRFs (did > 0), each label
+// once, by label.
+func inheritedLabels(o Options, stale map[uint32]*inherit) []dataplane.InheritedLabel {
+	seen := map[uint32]bool{}
+	var out []dataplane.InheritedLabel
+	for did, in := range stale {
+		if did == 0 {
+			continue
+		}
+		for _, f := range in.flows {
+			if f.table != o.EncapInTable() {
+				continue
+			}
+			label, ok := flowLabel(f.match)
+			m := deliverMACRE.FindStringSubmatch(f.actions)
+			if !ok || m == nil || seen[label] {
+				continue
+			}
+			mac, err := net.ParseMAC(m[1])
+			if err != nil {
+				continue
+			}
+			seen[label] = true
+			out = append(out, dataplane.InheritedLabel{InstanceExternalID: in.ext, MAC: mac, Label: label})
+		}
+	}
+	slices.SortFunc(out, func(a, b dataplane.InheritedLabel) int { return cmp.Compare(a.Label, b.Label) })
+	return out
+}
+
+// flowLabel is the label a label flow's match selects: mpls_label, or
+// tun_id for VXLAN (the VNI is the label).
+func flowLabel(match string) (uint32, bool) {
+	for item := range strings.SplitSeq(match, ",") {
+		k, v, _ := strings.Cut(item, "=")
+		if k != "mpls_label" && k != "tun_id" {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil || n > maxVNI {
+			return 0, false
+		}
+		return uint32(n), true
+	}
+	return 0, false
 }

@@ -12,6 +12,10 @@
 // Leaks are what bit the original (labels and RDs never freed on some paths),
 // so Release refuses ids that are not allocated, and InUse/Snapshot let tests
 // assert that an attach/detach cycle returns everything it took.
+//
+// An Allocator can also set ids aside for owners that are expected back
+// (Reserve, reserve.go): the labels a previous run of the daemon gave its
+// endpoints, which a kept dataplane still delivers to them.
 package ident
 
 import (
@@ -53,6 +57,10 @@ type Allocator struct {
 	head     int
 	queued   map[uint32]uint64
 	seq      uint64
+	// kept are the reserved ids (reserve.go), also in allocated; keptBy
+	// maps each owner to its reserved id.
+	kept   map[uint32]*keep
+	keptBy map[string]uint32
 }
 
 type queued struct {
@@ -75,6 +83,8 @@ func newAllocator(min, max uint32) *Allocator {
 		current:   uint64(min),
 		allocated: make(map[uint32]string),
 		queued:    make(map[uint32]uint64),
+		kept:      make(map[uint32]*keep),
+		keptBy:    make(map[string]uint32),
 	}
 }
 
@@ -101,16 +111,21 @@ func (a *Allocator) AllocateHint(hint uint32, description string) (uint32, error
 	if _, taken := a.allocated[hint]; taken {
 		return a.allocateLocked(description)
 	}
-	if _, ok := a.queued[hint]; ok {
+	a.takeLocked(hint, description)
+	return hint, nil
+}
+
+// takeLocked allocates id, which is in range and free.
+func (a *Allocator) takeLocked(id uint32, description string) {
+	if _, ok := a.queued[id]; ok {
 		// Leave the queue entry behind as stale; popping skips it.
-		delete(a.queued, hint)
+		delete(a.queued, id)
 		a.compactLocked()
 	}
-	a.allocated[hint] = description
-	if uint64(hint) == a.current {
+	a.allocated[id] = description
+	if uint64(id) == a.current {
 		a.advanceLocked()
 	}
-	return hint, nil
 }
 
 func (a *Allocator) allocateLocked(description string) (uint32, error) {
@@ -151,7 +166,9 @@ func (a *Allocator) advanceLocked() {
 
 // Release frees id. Releasing an id that is not allocated is an error, so a
 // double release or a release of the wrong id shows up instead of silently
-// corrupting the allocator's view.
+// corrupting the allocator's view. A reserved id its owner claimed goes
+// back to its reservation instead (see Claim); one not claimed cannot be
+// released here (EndReservations does).
 func (a *Allocator) Release(id uint32) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -161,6 +178,15 @@ func (a *Allocator) Release(id uint32) error {
 		}
 		return fmt.Errorf("release %d: %w", id, ErrNotAllocated)
 	}
+	if k := a.kept[id]; k != nil {
+		return a.unclaimLocked(id, k)
+	}
+	a.releaseLocked(id)
+	return nil
+}
+
+// releaseLocked frees id, which is allocated and not reserved.
+func (a *Allocator) releaseLocked(id uint32) {
 	delete(a.allocated, id)
 	if uint64(id) < a.current {
 		a.seq++
@@ -169,7 +195,6 @@ func (a *Allocator) Release(id uint32) error {
 	}
 	// An id at or above current (taken through a hint) needs no queueing:
 	// the cursor will reach it again.
-	return nil
 }
 
 // compactLocked drops the consumed head of the queue once it dominates the
