@@ -40,7 +40,7 @@ var goldenRequests = []struct {
 		LocalPort: LocalPort{LinuxIf: "patch2tun:3",
 			OVS: &OVSPort{Plugged: true, PortNumber: 5, VLAN: 3}},
 		Fallback:            &Fallback{DstMAC: "fa:16:3e:00:00:01", SrcMAC: "00:00:5e:2a:10:00", OVSPortNumber: 6},
-		LocalPref:           200,
+		LocalPref:           ptr(uint32(200)),
 		Description:         raw(`{"port": "8a6f2a3e-3d51-4c5c-9bfb-1d2d0c7e9a10"}`),
 		InstanceDescription: raw(`"BGPVPN ipvpn associations for net 4f8e54a5-0b46-4f0b-8a3c-6f1f6a6b2c01 (10.0.0.1)"`),
 		ImportRT:            []string{"64512:1"},
@@ -69,7 +69,7 @@ var goldenRequests = []struct {
 			OVS: &OVSPort{Plugged: true, PortNumber: 5, VLAN: 3}},
 		Direction:           DirectionToPort,
 		AdvertiseSubnet:     true,
-		LocalPref:           300,
+		LocalPref:           ptr(uint32(300)),
 		Description:         raw(`{"port": "8a6f2a3e-3d51-4c5c-9bfb-1d2d0c7e9a10"}`),
 		InstanceDescription: raw(`"BGPVPN Port association: prefix route 10.1.0.0/24 to BGPVPN vpn1 via port 8a6f2a3e-3d51-4c5c-9bfb-1d2d0c7e9a10 (10.0.0.5)"`),
 		ImportRT:            []string{"64512:3"},
@@ -532,4 +532,21 @@ func FuzzPing(f *testing.F) {
 			t.Errorf("parseInteger(%q) = %v", b, v)
 		}
 	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// A local_pref of 0 is a value and is sent (control-plane D15).
+func TestLocalPrefZeroSent(t *testing.T) {
+	b, err := json.Marshal(AttachRequest{LocalPref: ptr(uint32(0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"local_pref":0`) {
+		t.Errorf("local_pref 0 not sent: %s", b)
+	}
+	b, _ = json.Marshal(AttachRequest{})
+	if strings.Contains(string(b), "local_pref") {
+		t.Errorf("unset local_pref sent: %s", b)
+	}
 }

@@ -173,7 +173,7 @@ func TestOriginalDaemon(t *testing.T) {
 	ipvpn := AttachRequest{
 		VPNType: IPVPN, VPNInstanceID: "v1", MACAddress: "52:54:00:00:00:01",
 		IPAddress: "10.0.0.5", GatewayIP: "10.0.0.1", LocalPort: LocalPort{LinuxIf: "tap1"},
-		ImportRT: []string{"64512:10"}, ExportRT: []string{"64512:10"}, LocalPref: 200,
+		ImportRT: []string{"64512:10"}, ExportRT: []string{"64512:10"}, LocalPref: ptr(uint32(200)),
 		InstanceDescription: raw(`"VRF one"`),
 		Readvertise:         &Readvertise{FromRT: []string{"64512:30"}, ToRT: []string{"64512:40"}},
 	}

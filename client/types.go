@@ -30,7 +30,8 @@ type AttachRequest struct {
 	GatewayIP string    `json:"gateway_ip,omitempty"`
 	LocalPort LocalPort `json:"local_port"`
 	Fallback  *Fallback `json:"fallback,omitempty"`
-	LocalPref int       `json:"local_pref,omitempty"`
+	// LocalPref is nil when not sent; 0 is a value (control-plane D15).
+	LocalPref *uint32 `json:"local_pref,omitempty"`
 	// Description and InstanceDescription are any JSON value: the agent
 	// sends {"port": "<uuid>"} and a sentence.
 	Description         json.RawMessage `json:"description,omitempty"`

@@ -370,7 +370,8 @@ func (ag *Agent) reconcile(ctx context.Context) {
 				ag.failed(k, "attach", w.err)
 				continue
 			}
-			if ap := ag.applied[k]; ap != nil && (ap.body == w.body || !samePlug(&ap.req, &w.req)) {
+			if ap := ag.applied[k]; ap != nil && (ap.body == w.body || !samePlug(&ap.req, &w.req)) ||
+				inRemade(&w.req, ag.remade()) {
 				continue // nothing to send, or a detach to do first
 			}
 		}
@@ -387,14 +388,41 @@ func (ag *Agent) reconcile(ctx context.Context) {
 	}
 }
 
+// remade lists the instances bagpipe-bgp must make anew: the desired
+// attach of one of their applied endpoints changes a creation-time
+// parameter (sameInstance). Every endpoint of such an instance is detached
+// (the last detach destroys it), and so is every IP-VPN endpoint stitched
+// into it, which would otherwise stay on the stitching port of the
+// destroyed E-VPN instance; their attaches wait until none is applied,
+// then make the instance with the new parameters (evpn first).
+func (ag *Agent) remade() map[string]bool {
+	var out map[string]bool
+	for k, ap := range ag.applied {
+		if w, ok := ag.desired[k]; ok && w.err == nil && !sameInstance(&ap.req, &w.req) {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[k.VPNInstanceID] = true
+		}
+	}
+	return out
+}
+
+// inRemade says req attaches to an instance of remade, or stitches one
+// into its VRF.
+func inRemade(req *client.AttachRequest, remade map[string]bool) bool {
+	return remade[req.VPNInstanceID] || req.LocalPort.EVPN != nil && remade[req.LocalPort.EVPN.ID]
+}
+
 // toDetach lists the applied keys to detach, ipvpn first: those no longer
-// desired, and those whose new attach plugs another port (a MAC cannot be
-// on two ports).
+// desired, those whose new attach plugs another port (a MAC cannot be on
+// two ports), and those of instances made anew (remade).
 func (ag *Agent) toDetach() []model.AttachmentKey {
 	var keys []model.AttachmentKey
+	remade := ag.remade()
 	for k, ap := range ag.applied {
 		w, ok := ag.desired[k]
-		if !ok || w.err == nil && !samePlug(&ap.req, &w.req) {
+		if !ok || w.err == nil && !samePlug(&ap.req, &w.req) || inRemade(&ap.req, remade) {
 			keys = append(keys, k)
 		}
 	}
@@ -404,12 +432,15 @@ func (ag *Agent) toDetach() []model.AttachmentKey {
 
 // toAttach lists the desired keys to attach, evpn first: new ones,
 // changed ones, and those whose request could not be built. One whose
-// old version must be detached first waits for that.
+// old version must be detached first waits for that, and so does one of
+// an instance made anew until the old instance is gone.
 func (ag *Agent) toAttach() []model.AttachmentKey {
 	var keys []model.AttachmentKey
+	remade := ag.remade()
 	for k, w := range ag.desired {
 		ap := ag.applied[k]
 		switch {
+		case w.err == nil && inRemade(&w.req, remade):
 		case w.err != nil:
 			keys = append(keys, k)
 		case ap == nil:

@@ -367,6 +367,85 @@ func TestReconcile(t *testing.T) {
 		}
 	})
 
+	t.Run("control-plane_§3.5_rule_3_a_new_vni_remakes_the_E-VPN_instance_and_the_VRF_stitched_into_it", func(t *testing.T) {
+		// bagpipe-bgp ignores vni on an attach to an existing instance: an
+		// l2 BGPVPN with a vni associated to a network that has ports
+		// needs the instance made anew, and the VRF stitched into it
+		// plugged again into the new one.
+		f := newFixture(t)
+		bbgp := newFakeBGP(t)
+		f.startAgent("h1", bbgp, func(c *Config) { c.Flavour = LinuxBridge })
+		stitched := ipvpn("p10", "net1", 10)
+		stitched.StitchEVPN = "evpn_net1"
+		other := evpn("p20", "net2", 20)
+		other.VNI = 102
+		st := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), other, stitched)
+		f.publish(st)
+		f.waitReconciled("h1", st.Generation)
+		bbgp.takeCalls()
+
+		l2 := func(a model.Attachment) model.Attachment {
+			a.VNI = 4242
+			a.ImportRT = []string{"64512:10", "64512:101"}
+			a.ExportRT = a.ImportRT
+			return a
+		}
+		st2 := state("h1", l2(evpn("p10", "net1", 10)), l2(evpn("p11", "net1", 11)), other, stitched)
+		f.publish(st2)
+		f.waitReconciled("h1", st2.Generation)
+		calls := bbgp.takeCalls()
+		if got := ops(calls); !slices.Equal(got, []string{
+			"detach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
+			"detach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "detach(evpn evpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
+			"attach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "attach(evpn evpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
+			"attach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
+		}) {
+			t.Fatalf("calls %v, want the stitched VRF endpoint and the E-VPN instance detached, then all attached again", got)
+		}
+		for _, c := range calls[3:5] {
+			if c.Attach.VNI != 4242 {
+				t.Errorf("%v: vni %d, want 4242", c, c.Attach.VNI)
+			}
+		}
+		if lp := calls[5].Attach.LocalPort; lp.EVPN == nil || lp.EVPN.ID != "evpn_net1" {
+			t.Errorf("VRF endpoint attached again with local_port %+v, want the E-VPN instance", lp)
+		}
+		// Back to the network's VNI: the same again.
+		st3 := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), other, stitched)
+		f.publish(st3)
+		f.waitReconciled("h1", st3.Generation)
+		calls = bbgp.takeCalls()
+		if count(calls, "detach") != 3 || count(calls, "attach") != 3 {
+			t.Fatalf("calls %v, want 3 detaches then 3 attaches", ops(calls))
+		}
+		checkOrder(t, calls, func(c call) bool { return c.Op == "detach" }, func(c call) bool { return c.Op == "attach" }, "detaches before attaches")
+	})
+
+	t.Run("control-plane_§2.10_a_new_gateway_remakes_the_VRF_only", func(t *testing.T) {
+		f := newFixture(t)
+		bbgp := newFakeBGP(t)
+		programmed(t, f, bbgp)
+		gw := func(a model.Attachment) model.Attachment {
+			a.GatewayIP = "10.0.0.254"
+			return a
+		}
+		st := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), gw(ipvpn("p10", "net1", 10)), gw(ipvpn("p11", "net1", 11)))
+		f.publish(st)
+		f.waitReconciled("h1", st.Generation)
+		calls := bbgp.takeCalls()
+		if got := ops(calls); !slices.Equal(got, []string{
+			"detach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "detach(ipvpn ipvpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
+			"attach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "attach(ipvpn ipvpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
+		}) {
+			t.Fatalf("calls %v, want the VRF's endpoints detached then attached with the new gateway, the E-VPN untouched", got)
+		}
+		for _, c := range calls[2:] {
+			if c.Attach.GatewayIP != "10.0.0.254" {
+				t.Errorf("%v: gateway_ip %s", c, c.Attach.GatewayIP)
+			}
+		}
+	})
+
 	t.Run("control-plane_§4.4_detach_ipvpn_first_then_evpn", func(t *testing.T) {
 		f := newFixture(t)
 		bbgp := newFakeBGP(t)

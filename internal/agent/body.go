@@ -107,7 +107,8 @@ func (ag *Agent) attachRequest(ctx context.Context, a *model.Attachment) (client
 		VNI:             a.VNI,
 	}
 	if a.LocalPref != nil {
-		req.LocalPref = int(*a.LocalPref)
+		lp := *a.LocalPref
+		req.LocalPref = &lp
 	}
 	if a.Readvertise != nil {
 		req.Readvertise = &client.Readvertise{FromRT: sorted(a.Readvertise.FromRT), ToRT: sorted(a.Readvertise.ToRT)}
@@ -189,6 +190,24 @@ func sorted(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// sameInstance says two attaches of one key ask for the same
+// creation-time parameters of their instance: bagpipe-bgp ignores vni,
+// gateway_ip, linuxbr and readvertise on an attach to an instance that
+// exists (it only logs them). When one of them changes (an l2 BGPVPN with a
+// vni associated to a network that has ports, a subnet's new gateway), the
+// instance must be made anew: see Agent.remade.
+func sameInstance(a, b *client.AttachRequest) bool {
+	return a.VNI == b.VNI && a.GatewayIP == b.GatewayIP && a.LinuxBridge == b.LinuxBridge &&
+		sameReadvertise(a.Readvertise, b.Readvertise)
+}
+
+func sameReadvertise(a, b *client.Readvertise) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.FromRT, b.FromRT) && slices.Equal(a.ToRT, b.ToRT)
 }
 
 // samePlug says two attaches of one key plug the same local port into the

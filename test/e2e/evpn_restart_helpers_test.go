@@ -190,14 +190,19 @@ type procNode struct {
 	proc           *testnet.Process
 	tr             *http.Transport
 	runs           int
+	// env is the daemon's environment, nil for the test's own (an OVS
+	// node's: OVS_RUNDIR and the others, see testnet.OVS.Env).
+	env []string
 }
 
 // procNodeConf is the restarted node's bgp.conf: the in-process nodes'
 // (linuxNodeConf), with gobgpd seen at 127.0.0.1:<relayPort> (the relay),
 // the REST API on a port of the namespace, and the reconcile options of the
 // Linux driver: the dataplane is kept across restarts and what no route or
-// port confirms is removed grace after the instance is adopted.
-func procNodeConf(bgpAddr, dpAddr netip.Addr, relayPort, apiPort int, grace time.Duration) string {
+// port confirms is removed grace after the instance is adopted. ipvpn is
+// the IP-VPN section's dataplane_driver value, optionally followed by more
+// lines of the section (as in nodeConfWith).
+func procNodeConf(bgpAddr, dpAddr netip.Addr, relayPort, apiPort int, grace time.Duration, ipvpn string) string {
 	return fmt.Sprintf(`[BGP]
 local_address = %[1]s
 peers = 127.0.0.1
@@ -219,14 +224,23 @@ preserve_dataplane = True
 reconcile_grace_period = %[6]g
 
 [DATAPLANE_DRIVER_IPVPN]
-dataplane_driver = dummy
 dataplane_local_address = %[2]s
-`, bgpAddr, dpAddr, relayPort, apiPort, testAS, grace.Seconds())
+dataplane_driver = %[7]s
+`, bgpAddr, dpAddr, relayPort, apiPort, testAS, grace.Seconds(), ipvpn)
 }
 
 // startProcNode writes the node's configuration, sets up its BGP relay to
 // gobgpd (at gobgpd) and starts the daemon (start).
 func startProcNode(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.Host, gobgpd netip.AddrPort, bin string, grace time.Duration) *procNode {
+	t.Helper()
+	return startProcNodeOVS(t, name, bgpAddr, host, gobgpd, bin, grace, nil)
+}
+
+// startProcNodeOVS is startProcNode with, when o is not nil, the OVS
+// IP-VPN driver on o's br-mpls (with the ARP responder, as ovsNodeConf)
+// instead of the dummy one, the daemon run with o's environment: a
+// compute node with both dataplanes, the Linux E-VPN driver beside.
+func startProcNodeOVS(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.Host, gobgpd netip.AddrPort, bin string, grace time.Duration, o *testnet.OVS) *procNode {
 	t.Helper()
 	relay := startBGPRelay(t, host, bgpAddr, gobgpd)
 	p := &procNode{
@@ -235,8 +249,13 @@ func startProcNode(t *testing.T, name string, bgpAddr netip.Addr, host *testnet.
 		dir:       t.TempDir(),
 		apiPort:   freePortIn(t, host),
 	}
+	ipvpn := "dummy"
+	if o != nil {
+		ipvpn = "ovs\novs_bridge = " + mplsBridge + "\narp_responder = True"
+		p.env = o.Env()
+	}
 	p.conf = filepath.Join(p.dir, "bgp.conf")
-	conf := procNodeConf(bgpAddr, host.Addr(), relay.port, p.apiPort, grace)
+	conf := procNodeConf(bgpAddr, host.Addr(), relay.port, p.apiPort, grace, ipvpn)
 	if err := os.WriteFile(p.conf, []byte(conf), 0o600); err != nil {
 		t.Fatalf("node %s: %v", name, err)
 	}
@@ -258,6 +277,7 @@ func (p *procNode) start(t *testing.T) {
 	}
 	cmd := exec.Command(p.bin, "--config-file", p.conf)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = p.env
 	proc, err := p.host.Start(cmd)
 	if err != nil {
 		_ = logFile.Close()

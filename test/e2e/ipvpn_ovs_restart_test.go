@@ -142,11 +142,19 @@ func (p *ovsProcNode) kill(t *testing.T) {
 // empty br-mpls, as startOVSTopology does.
 func ovsHostFor(t *testing.T, tn *testnet.Net, name, pfx string) (*testnet.Host, *testnet.OVS) {
 	t.Helper()
-	ctx := t.Context()
 	host, err := tn.AddHost(name, netip.MustParsePrefix(pfx))
 	if err != nil {
 		t.Fatalf("host %s: %v", name, err)
 	}
+	return host, startHostOVS(t, host)
+}
+
+// startHostOVS starts an OVS in host with its uplink bridge and an empty
+// br-mpls.
+func startHostOVS(t *testing.T, host *testnet.Host) *testnet.OVS {
+	t.Helper()
+	ctx := t.Context()
+	name := host.Name()
 	o, err := host.StartOVS(ctx, t)
 	if err != nil {
 		t.Fatalf("OVS of %s: %v", name, err)
@@ -157,7 +165,7 @@ func ovsHostFor(t *testing.T, tn *testnet.Net, name, pfx string) (*testnet.Host,
 	if err := o.AddBridge(ctx, mplsBridge); err != nil {
 		t.Fatalf("bridge of %s: %v", name, err)
 	}
-	return host, o
+	return o
 }
 
 // prefixPackets is n_packets of n's VRF flow for dst (0: no such flow).
@@ -177,17 +185,20 @@ func (n *ovsNode) prefixPackets(t *testing.T, dst netip.Addr) uint64 {
 // TestIPVPNOVSRestart is dataplanes §9 #57 for the OVS IP-VPN driver, at
 // the daemon level. Node A is a real bagpipe-bgp process (the command
 // built from this tree) whose OVS driver programs its host's br-mpls; B
-// runs in-process; gobgpd is the route reflector. A's VM and two VMs of B
-// are attached to one VPN through the REST APIs, A's VM pings B's first
-// VM every 50 ms. A is killed with SIGKILL; while it is down B detaches
-// its second VM; A is started again with the same configuration
-// (preserve_dataplane) and its VM re-attached, as the Neutron agent would.
-// Then:
+// runs in-process; gobgpd is the route reflector. Two VMs of A and two
+// VMs of B are attached to one VPN through the REST APIs, A's first VM
+// pings B's first VM every 50 ms. A is killed with SIGKILL; while it is
+// down B detaches its second VM; A is started again with the same
+// configuration (preserve_dataplane) and its VMs re-attached, as the
+// Neutron agent would, in the reverse order. Then:
 //
 //   - A's bridge keeps every flow and group while the daemon is down and
 //     after it is back: the flow set (counters aside) never changes until
 //     the sweep, and the n_packets of A's flows towards B's VM never go
 //     back (no flow deleted and added again) and keep rising;
+//   - each of A's VMs gets its label of the previous run back, whatever
+//     the order of the re-attachments (dataplanes §12): a label flow
+//     never delivers to another VM than the one remote routes name;
 //   - the route to B's second VM, which did not come back, stays for the
 //     grace period, then goes (flow and group), once;
 //   - B's VM answers again once A's routes are back on B.
@@ -246,12 +257,13 @@ func TestIPVPNOVSRestart(t *testing.T) {
 	vt.waitSession(t, b.node)
 
 	vmA := a.addVM(t, "vma", "52:54:00:57:01:0a", "198.51.100.51/24", "198.51.100.1", true)
+	vmA2 := a.addVM(t, "vma2", "52:54:00:57:01:0d", "198.51.100.52/24", "198.51.100.1", true)
 	vmB := b.addVM(t, "vmb", "52:54:00:57:01:0b", "203.0.113.51/24", "203.0.113.1", true)
 	vmB2 := b.addVM(t, "vmb2", "52:54:00:57:01:0c", "203.0.113.52/24", "203.0.113.1", true)
 	for _, at := range []struct {
 		n  *ovsNode
 		vm *ovsVM
-	}{{a.ovsNode, vmA}, {b, vmB}, {b, vmB2}} {
+	}{{a.ovsNode, vmA}, {a.ovsNode, vmA2}, {b, vmB}, {b, vmB2}} {
 		if err := at.n.api.Attach(ctx, at.vm.endpoint(ext, rt).attach()); err != nil {
 			t.Fatalf("attach %s on node %s: %v", at.vm.name, at.n.name, err)
 		}
@@ -259,6 +271,8 @@ func TestIPVPNOVSRestart(t *testing.T) {
 	waitFlowWith(t, a.ovsNode, "nw_dst="+vmB.addr().String(), time.Now())
 	waitFlowWith(t, a.ovsNode, "nw_dst="+vmB2.addr().String(), time.Now())
 	waitFlowWith(t, b, "nw_dst="+vmA.addr().String(), time.Now())
+	waitFlowWith(t, b, "nw_dst="+vmA2.addr().String(), time.Now())
+	labelsBefore := []uint32{vmA.label(t, vmA.endpoint(ext, rt)), vmA2.label(t, vmA2.endpoint(ext, rt))}
 	if out, err := pingOutput(ctx, vmA.vm, vmB.addr(), 15*time.Second); err != nil {
 		t.Fatalf("A's VM cannot ping B's: %v\n%s", err, out)
 	}
@@ -323,15 +337,21 @@ func TestIPVPNOVSRestart(t *testing.T) {
 	}
 	a.start(t)
 	tReattach := time.Now()
-	if err := a.api.Attach(ctx, vmA.endpoint(ext, rt).attach()); err != nil {
-		t.Fatalf("re-attach on node A: %v", err)
+	// In the reverse order: labels are allocated in attach order.
+	for _, vm := range []*ovsVM{vmA2, vmA} {
+		if err := a.api.Attach(ctx, vm.endpoint(ext, rt).attach()); err != nil {
+			t.Fatalf("re-attach of %s on node A: %v", vm.name, err)
+		}
 	}
-	t.Logf("node A restarted (pid %d) and its VM re-attached %v after the kill", a.proc.PID(), time.Since(tKill).Round(time.Millisecond))
+	t.Logf("node A restarted (pid %d) and its VMs re-attached %v after the kill", a.proc.PID(), time.Since(tKill).Round(time.Millisecond))
 
 	t.Run("dataplanes_§9_#57_flows_and_groups_kept_in_place_through_the_restart_and_the_re-attachment", func(t *testing.T) {
 		vt.waitSession(t, a.node)
 		waitFlowWith(t, b, "nw_dst="+vmA.addr().String(), tReattach)
 		pr.waitAnswers(t, 10)
+		if got := []uint32{vmA.label(t, vmA.endpoint(ext, rt)), vmA2.label(t, vmA2.endpoint(ext, rt))}; !slices.Equal(got, labelsBefore) {
+			t.Errorf("labels of A's VMs after the re-attachment in the reverse order: %v, were %v", got, labelsBefore)
+		}
 		same(t, "after the re-attachment")
 		rising(t, "after the re-attachment")
 		if since := time.Since(tReattach); since >= ovsRestartGrace {

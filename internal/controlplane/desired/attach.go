@@ -41,6 +41,12 @@ func (c *computer) portAttachments(p *model.Port, stitch bool, atts []model.Atta
 		a.IPAddress = ip4
 		a.ImportRT, a.ExportRT = n.ml2RTs, n.ml2RTs // shared, read-only
 		a.VNI = n.evpnVNI
+		// The gateway is a parameter of the instance, like its VNI: the
+		// same on every attachment of evpn_<net>, whichever mechanism
+		// asks for it, so that an l2 BGPVPN coming or going does not
+		// change it (bagpipe-bgp only takes it when the instance is made;
+		// the agent makes the instance anew when it changes).
+		a.GatewayIP = n.gatewayIP
 		atts = append(atts, a)
 		evpnIdx = len(atts) - 1
 	}

@@ -10,7 +10,7 @@ import (
 const (
 	p10IPVPN100 = "ipvpn ipvpn_net1 p10 ip=10.0.0.2 imp=64512:100 exp=64512:100 gw=10.0.0.1"
 	p11IPVPN100 = "ipvpn ipvpn_net1 p11 ip=10.0.0.3 imp=64512:100 exp=64512:100 gw=10.0.0.1"
-	p11EVPN     = "evpn evpn_net1 p11 ip=10.0.0.3 imp=64512:101 exp=64512:101 vni=101"
+	p11EVPN     = "evpn evpn_net1 p11 ip=10.0.0.3 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1"
 )
 
 // TestBGPVPN: control-plane §5 scenarios 23–39 (network and router
@@ -208,7 +208,7 @@ func TestBGPVPN(t *testing.T) {
 		wantLines(t, "h1 (linux bridge)", h1.Attachments, p10EVPN, p10IPVPN100+" stitch=evpn_net1")
 		// OVS: no stitching, both attachments plug the port.
 		wantLines(t, "h2 (ovs)", f.state("h2").Attachments,
-			"evpn evpn_net1 p20 ip=10.0.0.20 imp=64512:101 exp=64512:101 vni=101",
+			"evpn evpn_net1 p20 ip=10.0.0.20 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1",
 			"ipvpn ipvpn_net1 p20 ip=10.0.0.20 imp=64512:100 exp=64512:100 gw=10.0.0.1")
 		// Attach: evpn before ipvpn; detach: ipvpn before evpn.
 		wantChange(t, Diff(nil, h1), nil, []string{p10EVPN, p10IPVPN100 + " stitch=evpn_net1"})
@@ -339,7 +339,35 @@ func TestEVPNInstanceShared(t *testing.T) {
 	f.netAssoc("na1", "V", "net1")
 	wantLines(t, "h1", f.state("h1").Attachments,
 		"evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:10,64512:101 exp=64512:10,64512:101 vni=4242 gw=10.0.0.1",
-		"evpn evpn_net1 dhcp ip=10.0.0.4 imp=64512:10,64512:101 exp=64512:10,64512:101 vni=4242")
+		"evpn evpn_net1 dhcp ip=10.0.0.4 imp=64512:10,64512:101 exp=64512:10,64512:101 vni=4242 gw=10.0.0.1")
+}
+
+// TestEVPNGatewayStable: the gateway is a parameter of the E-VPN
+// instance, the same on all its attachments whatever mechanism asks for
+// them, so that an l2 BGPVPN coming or going changes the route targets of
+// the ML2 E-VPN attachments only: bagpipe-bgp takes gateway_ip only when
+// it makes the instance, and an agent seeing it change makes the instance
+// anew, detaching every endpoint (scenario 33: no detach).
+func TestEVPNGatewayStable(t *testing.T) {
+	f := newFixture(t)
+	f.port("p10", "net1", "h1", "10.0.0.2")
+	dhcp := f.port("dhcp", "net1", "h1", "10.0.0.4")
+	dhcp.DeviceOwner = model.OwnerDHCP
+	ml2Only := f.state("h1")
+	f.bgpvpn("V", model.BGPVPNL2, "64512:10")
+	f.netAssoc("na1", "V", "net1")
+	merged := f.state("h1")
+	for _, st := range []*model.HostState{ml2Only, merged} {
+		for _, a := range st.Attachments {
+			if a.GatewayIP != "10.0.0.1" {
+				t.Errorf("%s: gateway_ip %q, want the network's 10.0.0.1 on every E-VPN attachment", render(a), a.GatewayIP)
+			}
+		}
+	}
+	ch := Diff(ml2Only, merged)
+	if len(ch.Detach) != 0 || len(ch.Attach) != 2 {
+		t.Errorf("l2 BGPVPN added: %+v, want two re-attaches (the RT union) and no detach", ch)
+	}
 }
 
 // TestDanglingReferences: associations naming what does not exist are

@@ -9,7 +9,10 @@
 //
 // ML2 E-VPN (§3.1, §3.4): with Config.ML2EVPN on, every admin-up port bound
 // to a host on a vxlan network (network:* ports included) gets an attachment
-// on evpn_<network> with route targets "<AS>:<VNI>" for every configured AS.
+// on evpn_<network> with route targets "<AS>:<VNI>" for every configured AS,
+// and the network's gateway: like the VNI, a parameter of the instance, the
+// same on all its attachments whether ML2 E-VPN, an l2 BGPVPN or both ask
+// for it.
 //
 // BGPVPN (§3.2, §3.3, §3.5): a port is in BGPVPN scope when it is bound,
 // admin up, not network-owned, on a non-external network and has a fixed

@@ -8,7 +8,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
 )
 
-const p10EVPN = "evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:101 exp=64512:101 vni=101"
+const p10EVPN = "evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1"
 
 // TestML2EVPN: control-plane §5 scenarios 14–22, at the level of the
 // desired states (calls = Diff of the states before and after).
@@ -45,7 +45,7 @@ func TestML2EVPN(t *testing.T) {
 		before := f.state("h1")
 		f.port("p11", "net1", "h1", "10.0.0.3")
 		wantChange(t, Diff(before, f.state("h1")), nil,
-			[]string{"evpn evpn_net1 p11 ip=10.0.0.3 imp=64512:101 exp=64512:101 vni=101"})
+			[]string{"evpn evpn_net1 p11 ip=10.0.0.3 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1"})
 	})
 
 	t.Run("control-plane_§5_#16_two_AS_numbers", func(t *testing.T) {
@@ -53,7 +53,7 @@ func TestML2EVPN(t *testing.T) {
 		f.cfg.ASNumbers = []uint32{64513, 64512}
 		f.port("p10", "net1", "h1", "10.0.0.2")
 		wantLines(t, "h1", f.state("h1").Attachments,
-			"evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:101,64513:101 exp=64512:101,64513:101 vni=101")
+			"evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:101,64513:101 exp=64512:101,64513:101 vni=101 gw=10.0.0.1")
 	})
 
 	t.Run("control-plane_§5_#17_non-vxlan_network", func(t *testing.T) {
@@ -77,8 +77,8 @@ func TestML2EVPN(t *testing.T) {
 		f.port("p13", "net1", "h1", "2001:db8::13", "10.0.0.13", "10.0.0.14")
 		st := f.state("h1")
 		wantLines(t, "h1", st.Attachments,
-			"evpn evpn_net1 p12 imp=64512:101 exp=64512:101 vni=101",
-			"evpn evpn_net1 p13 ip=10.0.0.13 imp=64512:101 exp=64512:101 vni=101")
+			"evpn evpn_net1 p12 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1",
+			"evpn evpn_net1 p13 ip=10.0.0.13 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1")
 		raw, err := json.Marshal(of(st, "p12")[0])
 		if err != nil {
 			t.Fatal(err)
@@ -93,12 +93,12 @@ func TestML2EVPN(t *testing.T) {
 		dhcp := f.port("dhcp1", "net1", "h2", "10.0.0.4")
 		dhcp.DeviceOwner = model.OwnerDHCP
 		wantLines(t, "h2", f.state("h2").Attachments,
-			"evpn evpn_net1 dhcp1 ip=10.0.0.4 imp=64512:101 exp=64512:101 vni=101")
+			"evpn evpn_net1 dhcp1 ip=10.0.0.4 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1")
 		// ... but no BGPVPN attachment (scenario 27).
 		f.bgpvpn("V", model.BGPVPNL3, "64512:100")
 		f.netAssoc("na1", "V", "net1")
 		wantLines(t, "h2 with V–net1", f.state("h2").Attachments,
-			"evpn evpn_net1 dhcp1 ip=10.0.0.4 imp=64512:101 exp=64512:101 vni=101")
+			"evpn evpn_net1 dhcp1 ip=10.0.0.4 imp=64512:101 exp=64512:101 vni=101 gw=10.0.0.1")
 	})
 
 	t.Run("control-plane_§5_#20_port_delete", func(t *testing.T) {
@@ -146,7 +146,7 @@ func TestML2RouteTargets(t *testing.T) {
 		f.cfg.ASNumbers = []uint32{4200000000}
 		f.port("p10", "net1", "h1", "10.0.0.2")
 		wantLines(t, "h1", f.state("h1").Attachments,
-			"evpn evpn_net1 p10 ip=10.0.0.2 imp=4200000000:101 exp=4200000000:101 vni=101")
+			"evpn evpn_net1 p10 ip=10.0.0.2 imp=4200000000:101 exp=4200000000:101 vni=101 gw=10.0.0.1")
 		if err := f.cfg.CheckVNI(65535); err != nil {
 			t.Errorf("CheckVNI(65535) = %v", err)
 		}
@@ -159,7 +159,7 @@ func TestML2RouteTargets(t *testing.T) {
 		f.port("p10", "net1", "h1", "10.0.0.2")
 		res := Compute(f.snap, f.cfg)
 		wantLines(t, "h1", res.Hosts["h1"].Attachments,
-			"evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:70000 exp=64512:70000 vni=70000")
+			"evpn evpn_net1 p10 ip=10.0.0.2 imp=64512:70000 exp=64512:70000 vni=70000 gw=10.0.0.1")
 		if len(res.Problems) != 1 || res.Problems[0].Kind != ProblemVNI || res.Problems[0].ID != "net1" {
 			t.Errorf("problems = %v, want one vni problem on net1", res.Problems)
 		}

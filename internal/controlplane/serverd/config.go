@@ -79,6 +79,9 @@ type Config struct {
 	// Ready, when set, is called once everything serves, with the
 	// addresses in use (tests, a service manager's notification).
 	Ready func(Addrs)
+	// Started, when set, is called once everything serves, before Ready,
+	// with a Control of the running server (tests).
+	Started func(Control)
 	// Now is the clock of agent liveness; nil means time.Now.
 	Now func() time.Time
 }

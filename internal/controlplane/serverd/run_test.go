@@ -450,3 +450,46 @@ func TestRunExternalNATS(t *testing.T) {
 		t.Errorf("an embedded NATS store was made: %v", err)
 	}
 }
+
+// TestControl: Config.Started hands a Control with which a write answered
+// by the API is on the bus once Recompute returns (no debounce left to
+// wait for), State tells the generation published, and Agent what the
+// status reports said.
+func TestControl(t *testing.T) {
+	ctls := make(chan Control, 1)
+	r := startServer(t, t.TempDir(), func(cfg *Config) {
+		cfg.Started = func(c Control) { ctls <- c }
+	})
+	var ctl Control
+	select {
+	case ctl = <-ctls:
+	default:
+		t.Fatal("Started not called before Ready")
+	}
+	if _, ok := ctl.Agent("h1"); ok {
+		t.Error("Agent(h1) known before any report")
+	}
+	h1 := r.agentSub("h1", "", "")
+	waitState(t, h1, "h1's first state", func(*model.HostState) bool { return true })
+	f := r.fixture("h1")
+	if err := ctl.Recompute(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ctl.State(t.Context(), "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation == 0 || attachment(st, "evpn_"+f.net) == nil {
+		t.Fatalf("state after Recompute = %+v, want the port's attachment, published", st)
+	}
+	waitState(t, h1, "the published generation", func(got *model.HostState) bool { return got.Generation == st.Generation })
+	if err := h1.PublishStatus(bus.Status{Flavour: "ovs"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "agent info", func() error {
+		if info, ok := ctl.Agent("h1"); !ok || !info.Reported || info.Flavour.String() != "ovs" || !info.Live {
+			return fmt.Errorf("Agent(h1) = %+v, %v", info, ok)
+		}
+		return nil
+	})
+}

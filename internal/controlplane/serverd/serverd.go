@@ -187,6 +187,9 @@ func (p *parts) serve(ctx context.Context) error {
 	log.Info("bagpipe-server started", "api", addrs.API, "nats", redactURL(addrs.NATS), "embedded_nats", p.bus.emb != nil,
 		"database", redactURL(cfg.Database), "ml2_evpn", cfg.ML2EVPN, "as_numbers", fmt.Sprint(cfg.ASNumbers),
 		"default_flavour", cfg.DefaultFlavour.String(), "auth", len(cfg.Tokens) > 0)
+	if cfg.Started != nil {
+		cfg.Started(Control{p: p})
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(addrs)
 	}
