@@ -57,6 +57,9 @@ type ribSync struct {
 	outMu sync.Mutex // guards the outbound fields below
 	// adjOut is what the peer has been sent, by route key.
 	adjOut map[string]sentRoute
+	// shadowed are, by route key, the routes other workers publish under
+	// the key of the one in adjOut, oldest first (ribsync_out.go).
+	shadowed map[string][]sentRoute
 
 	updatesIn, updatesOut atomic.Uint64
 	routesIn, withdrawsIn atomic.Uint64
@@ -103,6 +106,7 @@ func newRIBSync(neg Negotiated, w RIBWorker, log *slog.Logger) *ribSync {
 		rdCache:   make(map[rdKey]gb.RouteDistinguisherInterface),
 		eorIn:     make(map[bgp.Family]bool),
 		adjOut:    make(map[string]sentRoute),
+		shadowed:  make(map[string][]sentRoute),
 		maxLen:    gb.BGP_MAX_MESSAGE_LENGTH,
 		opts: []*gb.MarshallingOption{{
 			Use2ByteAS:      !neg.AS4,
@@ -195,6 +199,7 @@ func (s *ribSync) stop() {
 	s.inMu.Unlock()
 	s.outMu.Lock()
 	clear(s.adjOut)
+	clear(s.shadowed)
 	s.adjOutLen.Store(0)
 	s.outMu.Unlock()
 }

@@ -22,9 +22,14 @@ import (
 // withdraw in one batch sends nothing, and a changed label or next hop is a
 // change (bgp-core §9 #8, §8 #60).
 //
-// The Adj-RIB-Out holds one route per key. When two local workers publish
-// the same NLRI identity, the later one is on the wire and a withdraw from
-// the other is ignored; BGP without Add-Path cannot carry both anyway.
+// The Adj-RIB-Out holds one route per key: BGP without Add-Path cannot
+// carry two. When two workers publish the same NLRI identity, the later one
+// is on the wire and the other is kept aside (shadowed): its withdraw
+// changes nothing on the wire, and when the one on the wire is withdrawn,
+// the latest shadowed one takes its place instead of a withdraw. A route
+// reflector's peers see this for every RT Constraint route: the
+// reflector's own and each client's reflected one share the NLRI
+// <AS>:<RT>, and the peer must keep the membership while any remains.
 
 // batch is the set of Adj-RIB-Out changes one call makes.
 type batch struct {
@@ -56,17 +61,49 @@ func (s *ribSync) setLocked(b *batch, r *bgp.Route, source string) {
 		s.log.Debug("route of a family not negotiated: not sent", "family", bgp.FamilyName(r.Family()), "route", r.String())
 		return
 	}
-	s.touchLocked(b, r.Key()).after = r
-	s.adjOut[r.Key()] = sentRoute{route: r, source: source}
+	key := r.Key()
+	sh := dropSource(s.shadowed[key], source)
+	if cur, ok := s.adjOut[key]; ok && cur.source != source {
+		sh = append(sh, cur)
+	}
+	s.setShadowedLocked(key, sh)
+	s.touchLocked(b, key).after = r
+	s.adjOut[key] = sentRoute{route: r, source: source}
 }
 
 func (s *ribSync) removeLocked(b *batch, key, source string) {
 	cur, ok := s.adjOut[key]
-	if !ok || cur.source != source {
+	if !ok {
 		return
 	}
-	s.touchLocked(b, key).after = nil
-	delete(s.adjOut, key)
+	sh := s.shadowed[key]
+	if cur.source != source {
+		s.setShadowedLocked(key, dropSource(sh, source))
+		return
+	}
+	op := s.touchLocked(b, key)
+	if len(sh) == 0 {
+		op.after = nil
+		delete(s.adjOut, key)
+		return
+	}
+	next := sh[len(sh)-1]
+	s.setShadowedLocked(key, sh[:len(sh)-1])
+	op.after = next.route
+	s.adjOut[key] = next
+}
+
+func (s *ribSync) setShadowedLocked(key string, sh []sentRoute) {
+	if len(sh) == 0 {
+		delete(s.shadowed, key)
+		return
+	}
+	s.shadowed[key] = sh
+}
+
+// dropSource is sh without source's route.
+func dropSource(sh []sentRoute, source string) []sentRoute {
+	return slices.DeleteFunc(sh, func(r sentRoute) bool { return r.source == source })
 }
 
 // outgoing turns events drained from the worker into UPDATE messages. When
@@ -112,15 +149,20 @@ func (s *ribSync) outgoing(ctx context.Context, evs []engine.Event, overflowed b
 // returns the UPDATEs for the differences.
 func (s *ribSync) resyncLocked(snap []engine.Event) ([][]byte, error) {
 	b := newBatch()
-	want := make(map[string]bool, len(snap))
+	type keySource struct{ key, source string }
+	want := make(map[keySource]bool, len(snap))
 	for _, ev := range snap {
 		if ev.Type == engine.Advertise && ev.Route != nil && s.active[ev.Route.Family()] {
-			want[ev.Route.Key()] = true
+			want[keySource{ev.Route.Key(), ev.Source}] = true
 		}
 	}
+	// What is on the wire and no longer published by its source goes
+	// (the snapshot's routes below may put another in its place); the
+	// shadowed routes are rebuilt from the snapshot.
+	clear(s.shadowed)
 	var gone []string
-	for key := range s.adjOut {
-		if !want[key] {
+	for key, cur := range s.adjOut {
+		if !want[keySource{key, cur.source}] {
 			gone = append(gone, key)
 		}
 	}

@@ -487,6 +487,69 @@ func TestAdjRIBOut(t *testing.T) {
 		}
 	})
 
+	// A route reflector's own RT Constraint route and its clients'
+	// reflected ones share one NLRI: when the client whose route is on the
+	// wire leaves the RT, the peer must keep the membership the others
+	// still give it (the control-plane fault test found a reflector that
+	// withdrew it, cutting a node off an E-VPN two others still shared).
+	t.Run("withdraw_of_the_route_on_the_wire_falls_back_to_another_source", func(t *testing.T) {
+		s := newRIBSync(rsIBGP(bgp.FamilyVPNv4), newRIBFake(), rsLog(t))
+		from := func(ev engine.Event, source string) engine.Event { ev.Source = source; return ev }
+		r101 := rsVPN(t, rd, "10.1.2.3/32", 101, rsDataplane, rsRTAttrs(rsRT1))
+		r102 := rsVPN(t, rd, "10.1.2.3/32", 102, rsDataplane, rsRTAttrs(rsRT1))
+		steps := []struct {
+			ev   engine.Event
+			want []string
+		}{
+			{from(rsAdv(r100), "own"), []string{"+ipv4/mpls-vpn " + r100.String()}},
+			{from(rsAdv(r101), "client-b"), []string{"+ipv4/mpls-vpn " + r101.String()}},
+			{from(rsAdv(r102), "client-c"), []string{"+ipv4/mpls-vpn " + r102.String()}},
+			// a shadowed route goes: nothing on the wire changes
+			{from(rsWd(r101), "client-b"), nil},
+			// the route on the wire goes: the latest remaining one replaces it
+			{from(rsWd(r102), "client-c"), []string{"+ipv4/mpls-vpn " + r100.String()}},
+			{from(rsAdv(r101), "client-b"), []string{"+ipv4/mpls-vpn " + r101.String()}},
+			{from(rsWd(r101), "client-b"), []string{"+ipv4/mpls-vpn " + r100.String()}},
+			// the last one goes: withdrawn
+			{from(rsWd(r100), "own"), []string{"-ipv4/mpls-vpn " + r100.String()}},
+		}
+		for i, st := range steps {
+			msgs, err := s.outgoing(ctx, []engine.Event{st.ev}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rsSent(t, msgs); !slices.Equal(got, st.want) {
+				t.Fatalf("step %d (%s from %s): sent %q, want %q", i+1, st.ev.Type, st.ev.Source, got, st.want)
+			}
+		}
+		if st := s.stats(); st.AdjRIBOut != 0 || len(s.shadowed) != 0 {
+			t.Fatalf("left: %+v, shadowed %v", st, s.shadowed)
+		}
+	})
+
+	t.Run("resync_keeps_a_shadowed_route_only_if_the_snapshot_has_it", func(t *testing.T) {
+		r101 := rsVPN(t, rd, "10.1.2.3/32", 101, rsDataplane, rsRTAttrs(rsRT1))
+		own := rsAdv(r100)
+		own.Source = "own"
+		w := newRIBFake(own)
+		w.matches[engine.FamilyAnyRT(bgp.FamilyVPNv4)] = true
+		s := newRIBSync(rsIBGP(bgp.FamilyVPNv4), w, rsLog(t))
+		b := rsAdv(r101)
+		b.Source = "client-b"
+		s.outgoing(ctx, []engine.Event{own, b}, false)
+		// The snapshot no longer has client-b's route: own's goes on the wire.
+		msgs, err := s.outgoing(ctx, nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := rsSent(t, msgs), []string{"+ipv4/mpls-vpn " + r100.String()}; !slices.Equal(got, want) {
+			t.Fatalf("resync sent %q, want %q", got, want)
+		}
+		if len(s.shadowed) != 0 {
+			t.Fatalf("shadowed after the resync: %v", s.shadowed)
+		}
+	})
+
 	t.Run("overflow_resyncs_from_snapshot", func(t *testing.T) {
 		a := rsVPN(t, rd, "10.1.2.4/32", 101, rsDataplane, rsRTAttrs(rsRT1))
 		b := rsVPN(t, rd, "10.1.2.5/32", 102, rsDataplane, rsRTAttrs(rsRT1))
