@@ -154,6 +154,13 @@ func (b *builder) bridge() (netlink.Link, error) {
 		if br = b.byName(name); br != nil && !isBridge(br) {
 			return nil, fmt.Errorf("linuxbr %s is a %s, not a bridge", name, br.Type())
 		}
+		// One this driver created for the instance before a restart
+		// (marked below) is its own again: adopted like an evpn---
+		// bridge, it takes new ports and loses the unconfirmed ones.
+		// Any other is foreign (the Linux bridge agent's), left alone.
+		if br != nil && br.Attrs().Alias == ownerAlias(b.cfg.ExternalID) {
+			i.ownBridge = true
+		}
 	} else {
 		var err error
 		if name, br, err = b.pickName(BridgePrefix, isBridge); err != nil {
@@ -178,7 +185,7 @@ func (b *builder) bridge() (netlink.Link, error) {
 	if !i.ownBridge {
 		return br, nil
 	}
-	if want := ownerAlias(b.cfg.ExternalID); br.Attrs().Alias != want && b.cfg.LinuxBridge == "" {
+	if want := ownerAlias(b.cfg.ExternalID); br.Attrs().Alias != want {
 		if err := h.LinkSetAlias(br, want); err != nil {
 			return nil, fmt.Errorf("mark bridge %s: %w", name, err)
 		}

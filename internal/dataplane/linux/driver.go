@@ -181,18 +181,29 @@ func (d *Driver) Initialize(ctx context.Context) error { return ctx.Err() }
 // ourDevices lists the driver's devices: a bridge named evpn---* or a vxlan
 // named vxlan--*, whose alias is ours or empty, and the ends of the
 // stitching links (stitchOwned).
-func (d *Driver) ourDevices() ([]netlink.Link, error) {
+func (d *Driver) ourDevices() ([]netlink.Link, error) { return d.devicesWhere(ours) }
+
+// devicesWhere lists the devices keep accepts.
+func (d *Driver) devicesWhere(keep func(netlink.Link) bool) ([]netlink.Link, error) {
 	links, err := retryDump(d.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
 	var out []netlink.Link
 	for _, l := range links {
-		if ours(l) {
+		if keep(l) {
 			out = append(out, l)
 		}
 	}
 	return out, nil
+}
+
+// adoptable says whether a device a previous run left is the driver's to
+// adopt, or to remove once the grace period is over: ours, and a bridge it
+// created for a linuxbr, which bears its mark but not its prefix (the
+// cleanup tool, like the original's reset, leaves those alone).
+func adoptable(l netlink.Link) bool {
+	return ours(l) || isBridge(l) && strings.HasPrefix(l.Attrs().Alias, aliasPrefix)
 }
 
 func ours(l netlink.Link) bool {
@@ -269,7 +280,7 @@ func (d *Driver) AdoptState(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	links, err := d.ourDevices()
+	links, err := d.devicesWhere(adoptable)
 	if err != nil {
 		return fmt.Errorf("adopt linux E-VPN dataplane: %w", err)
 	}

@@ -171,6 +171,87 @@ func TestReconcile(t *testing.T) {
 		}
 	})
 
+	// The control plane's Linux bridge agents name each network's bridge
+	// (linuxbr brq<network>): the bridge the driver created for it in the
+	// run before a kill -9 is still its own, so a port attached after the
+	// restart goes into it and one not re-attached leaves it, and the
+	// bridge of an instance never re-attached goes; a linuxbr bridge the
+	// driver did not create stays foreign, its ports untouched.
+	t.Run("dataplanes §9 #57 restart adopts the linuxbr bridge it created, not a foreign one", func(t *testing.T) {
+		n := newNS(t)
+		macB, macD := mustMAC("02:00:00:00:00:bb"), mustMAC("02:00:00:00:00:dd")
+		d := newDriver(t, n, DefaultOptions())
+		e := newEVIConfig(t, d, dataplane.InstanceConfig{ID: 1, ExternalID: "net1", Label: 100, PrefixLen: -1, LinuxBridge: "brq-net1"})
+		n.veth(t, "tap-a", "tap-a-peer")
+		n.veth(t, "tap-b", "tap-b-peer")
+		for _, p := range []dataplane.Port{port(macA, "198.51.100.2", "tap-a"), port(macB, "198.51.100.3", "tap-b")} {
+			if err := e.VifPlugged(t.Context(), p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		newEVIConfig(t, d, dataplane.InstanceConfig{ID: 2, ExternalID: "net2", Label: 200, PrefixLen: -1, LinuxBridge: "brq-net2"})
+		// A foreign bridge (the Linux bridge agent's) with a port.
+		if err := n.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "brq-net3"}}); err != nil {
+			t.Fatal(err)
+		}
+		n.veth(t, "tap-f", "tap-f-peer")
+		if err := n.h.LinkSetMaster(n.link(t, "tap-f"), n.link(t, "brq-net3")); err != nil {
+			t.Fatal(err)
+		}
+		d.Close() // killed: no Cleanup
+		brIdx := n.link(t, "brq-net1").Attrs().Index
+
+		opts := DefaultOptions()
+		opts.Grace = 500 * time.Millisecond
+		d2 := newDriver(t, n, opts)
+		if err := d2.AdoptState(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e2 := newEVIConfig(t, d2, dataplane.InstanceConfig{ID: 7, ExternalID: "net1", Label: 100, PrefixLen: -1, LinuxBridge: "brq-net1"})
+		if n.link(t, "brq-net1").Attrs().Index != brIdx {
+			t.Fatal("the restarted driver re-created the bridge")
+		}
+		// tap-a is attached again, tap-d is new, tap-b is not attached again.
+		n.veth(t, "tap-d", "tap-d-peer")
+		for _, p := range []dataplane.Port{port(macA, "198.51.100.2", "tap-a"), port(macD, "198.51.100.4", "tap-d")} {
+			if err := e2.VifPlugged(t.Context(), p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n.link(t, "tap-d").Attrs().MasterIndex != brIdx {
+			t.Error("a port attached after the restart is not in the adopted bridge")
+		}
+		// A foreign linuxbr bridge is not taken over.
+		f := newEVIConfig(t, d2, dataplane.InstanceConfig{ID: 8, ExternalID: "net3", Label: 300, PrefixLen: -1, LinuxBridge: "brq-net3"})
+		waitFor(t, "the sweep", 10*time.Second, func() bool {
+			return !slices.ContainsFunc(e2.LookingGlass(), func(it dataplane.LGItem) bool { return it.Name == "reconcile" })
+		})
+		waitFor(t, "net2's bridge removed", 10*time.Second, func() bool {
+			_, err := n.h.LinkByName("brq-net2")
+			return gone(err)
+		})
+		equalLines(t, "bridge FDB after the sweep", n.bridgeFDB(t, "brq-net1"), []string{
+			"02:00:00:00:00:aa dev tap-a master brq-net1 static",
+			"02:00:00:00:00:dd dev tap-d master brq-net1 static",
+		})
+		if m := n.link(t, "tap-b").Attrs().MasterIndex; m != 0 {
+			t.Errorf("the port not attached again is still in a bridge (%d)", m)
+		}
+		if err := f.Cleanup(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n.link(t, "tap-f").Attrs().MasterIndex != n.link(t, "brq-net3").Attrs().Index {
+			t.Error("the foreign bridge lost its port")
+		}
+		if a := n.link(t, "brq-net3").Attrs().Alias; a != "" {
+			t.Errorf("the foreign bridge was marked %q", a)
+		}
+		if err := e2.Cleanup(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		n.absent(t, "brq-net1")
+	})
+
 	t.Run("dataplanes §9 #57 with WaitForBGP the grace period starts at BGPSettled", func(t *testing.T) {
 		n := newNS(t)
 		previousRun(t, n)
