@@ -11,7 +11,7 @@ FUZZTIME    ?= 2m
 # Whole `go test` run; `make test` must stay under 30 minutes on 2 cores.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run demo bench-bgp bench-evpn bench-ovs clean
+.PHONY: test deps fmt-check vet staticcheck unit fuzz-ci fuzz build run demo bench-bgp bench-evpn bench-ovs bench-controlplane clean
 
 test: deps fmt-check vet staticcheck fuzz-ci unit
 
@@ -66,6 +66,14 @@ bench-evpn:
 # ovs-ofctl bundle, attach → remote flow latency. Needs root and Open vSwitch.
 bench-ovs: deps
 	$(GO) run ./cmd/bench-ovs $(BENCH_FLAGS)
+
+# Control plane end to end: 1,000 ports created through bagpipe-server's API
+# across 3 nodes (bagpipe-bgp + bagpipe-agent processes in namespaces) → API
+# creates/s, time until all are attached and every remote MAC is in every FDB.
+# Needs root (network namespaces); runs the binaries it builds.
+bench-controlplane:
+	$(GO) build -o $(TOOLS_BIN)/ ./cmd/bagpipe-bgp ./cmd/bagpipe-agent ./cmd/bagpipe-server ./cmd/bench-controlplane
+	$(if $(filter 0,$(shell id -u)),,sudo) $(TOOLS_BIN)/bench-controlplane $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
