@@ -20,7 +20,9 @@ tools_bin="${repo_root}/.tools/bin"
 staticcheck_version="v0.8.2"   # 2026.1.x, the first line supporting Go 1.26
 gobgp_version="v4.8.0"         # the version the benchmark compares against
 
-apt_packages=(gobgpd exabgp frr openvswitch-switch postgresql iproute2 iputils-ping iputils-arping util-linux procps ca-certificates graphviz)
+# python3-openstackclient and python3-neutronclient (its bgpvpn commands):
+# the openstack command line that drives bagpipe-server in a test.
+apt_packages=(gobgpd exabgp frr openvswitch-switch postgresql iproute2 iputils-ping iputils-arping util-linux procps ca-certificates graphviz python3-openstackclient python3-neutronclient)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
