@@ -13,11 +13,12 @@ import (
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
 )
 
 // checkOrder fails unless every call of the first kind precedes every
 // call of the second, e.g. evpn attaches before ipvpn attaches.
-func checkOrder(t *testing.T, calls []call, first, second func(call) bool, what string) {
+func checkOrder(t *testing.T, calls []fakebgp.Call, first, second func(fakebgp.Call) bool, what string) {
 	t.Helper()
 	seenSecond := false
 	for _, c := range calls {
@@ -31,15 +32,15 @@ func checkOrder(t *testing.T, calls []call, first, second func(call) bool, what 
 	}
 }
 
-func isAttach(typ string) func(call) bool {
-	return func(c call) bool { return c.Op == "attach" && c.Attach.VPNType == typ }
+func isAttach(typ string) func(fakebgp.Call) bool {
+	return func(c fakebgp.Call) bool { return c.Op == "attach" && c.Attach.VPNType == typ }
 }
 
-func isDetach(typ string) func(call) bool {
-	return func(c call) bool { return c.Op == "detach" && c.Detach.VPNType == typ }
+func isDetach(typ string) func(fakebgp.Call) bool {
+	return func(c fakebgp.Call) bool { return c.Op == "detach" && c.Detach.VPNType == typ }
 }
 
-func count(calls []call, op string) int {
+func count(calls []fakebgp.Call, op string) int {
 	n := 0
 	for _, c := range calls {
 		if c.Op == op {
@@ -50,16 +51,16 @@ func count(calls []call, op string) int {
 }
 
 // programmed is h1 with p10, p11 on net1 in E-VPN and IP-VPN, reconciled.
-func programmed(t *testing.T, f *fixture, bbgp *fakeBGP, mod ...func(*Config)) *runningAgent {
+func programmed(t *testing.T, f *fixture, bbgp *fakebgp.Server, mod ...func(*Config)) *runningAgent {
 	t.Helper()
 	r := f.startAgent("h1", bbgp, mod...)
 	st := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), ipvpn("p10", "net1", 10), ipvpn("p11", "net1", 11))
 	f.publish(st)
 	f.waitReconciled("h1", st.Generation)
-	if got := len(bbgp.endpoints()); got != 4 {
-		t.Fatalf("bbgp has %d endpoints, want 4: %v", got, bbgp.endpoints())
+	if got := len(bbgp.Endpoints()); got != 4 {
+		t.Fatalf("bbgp has %d endpoints, want 4: %v", got, bbgp.Endpoints())
 	}
-	calls := bbgp.takeCalls()
+	calls := bbgp.Take()
 	checkOrder(t, calls, isAttach("evpn"), isAttach("ipvpn"), "first programming, evpn before ipvpn")
 	return r
 }
@@ -68,13 +69,13 @@ func programmed(t *testing.T, f *fixture, bbgp *fakeBGP, mod ...func(*Config)) *
 func TestResync(t *testing.T) {
 	t.Run("control-plane_§5_#47_bagpipe-bgp_restart_reapplies_everything_evpn_first", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		restartedAt := time.Now()
-		bbgp.restart(big.NewInt(2000))
-		waitFor(t, waitLong, "the four attaches again", func() bool { return len(bbgp.endpoints()) == 4 })
+		bbgp.Restart(big.NewInt(2000))
+		waitFor(t, waitLong, "the four attaches again", func() bool { return len(bbgp.Endpoints()) == 4 })
 		took := time.Since(restartedAt)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if count(calls, "attach") != 4 || count(calls, "detach") != 0 {
 			t.Errorf("calls after the restart %v, want 4 attaches and no detach", ops(calls))
 		}
@@ -89,10 +90,11 @@ func TestResync(t *testing.T) {
 
 	t.Run("control-plane_§5_#48_transient_ping_failure_not_latched", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		// bagpipe-bgp unreachable (ping fails) without restarting.
-		bbgp.set(func(b *fakeBGP) { b.down = true; b.pings = 0 })
+		_, failed := bbgp.Pings()
+		bbgp.SetDown(true)
 		waitFor(t, waitLong, "the agent to see bagpipe-bgp down", func() bool {
 			s, _ := f.lastStatus("h1")
 			return !s.BagpipeBGPUp
@@ -101,16 +103,15 @@ func TestResync(t *testing.T) {
 			ipvpn("p10", "net1", 10), ipvpn("p11", "net1", 11))
 		f.publish(st)
 		waitFor(t, waitLong, "3 failed pings", func() bool {
-			bbgp.mu.Lock()
-			defer bbgp.mu.Unlock()
-			return bbgp.pings >= 3
+			_, n := bbgp.Pings()
+			return n >= failed+3
 		})
-		if calls := bbgp.takeCalls(); len(calls) != 0 {
+		if calls := bbgp.Take(); len(calls) != 0 {
 			t.Errorf("calls while bagpipe-bgp was unreachable: %v", ops(calls))
 		}
-		bbgp.set(func(b *fakeBGP) { b.down = false }) // same ping value
+		bbgp.SetDown(false) // same ping value
 		f.waitReconciled("h1", st.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if want := []string{"attach(evpn evpn_net1 02:00:00:00:00:0c 10.0.0.12)=200"}; !slices.Equal(ops(calls), want) {
 			t.Errorf("calls after recovery %v, want %v (p12 only: no restart happened)", ops(calls), want)
 		}
@@ -120,23 +121,22 @@ func TestResync(t *testing.T) {
 		max128, _ := new(big.Int).SetString("340282366920938463463374607431768211455", 10)
 		below := new(big.Int).Sub(max128, big.NewInt(1)) // the same float64
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
-		bbgp.set(func(b *fakeBGP) { b.ping = max128 })
+		bbgp := fakebgp.New(t, nil)
+		bbgp.SetPing(max128)
 		programmed(t, f, bbgp)
 		if s, _ := f.lastStatus("h1"); s.Ping != max128.String() {
 			t.Errorf("status ping %q, want %s", s.Ping, max128)
 		}
-		bbgp.set(func(b *fakeBGP) { b.pings = 0 })
+		pings, _ := bbgp.Pings()
 		waitFor(t, waitLong, "3 pings", func() bool {
-			bbgp.mu.Lock()
-			defer bbgp.mu.Unlock()
-			return bbgp.pings >= 3
+			n, _ := bbgp.Pings()
+			return n >= pings+3
 		})
-		if calls := bbgp.takeCalls(); len(calls) != 0 {
+		if calls := bbgp.Take(); len(calls) != 0 {
 			t.Errorf("calls with an unchanged ping value: %v", ops(calls))
 		}
-		bbgp.restart(below)
-		waitFor(t, waitLong, "re-apply after a change in the last bit", func() bool { return len(bbgp.endpoints()) == 4 })
+		bbgp.Restart(below)
+		waitFor(t, waitLong, "re-apply after a change in the last bit", func() bool { return len(bbgp.Endpoints()) == 4 })
 		if s, _ := f.lastStatus("h1"); s.Ping != below.String() && s.Ping != "" {
 			waitFor(t, waitLong, "status with the new ping", func() bool {
 				s, _ := f.lastStatus("h1")
@@ -147,8 +147,8 @@ func TestResync(t *testing.T) {
 
 	t.Run("control-plane_§5_#50_attach_500_retried_with_backoff", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
-		bbgp.set(func(b *fakeBGP) { b.attachFails = 3 })
+		bbgp := fakebgp.New(t, nil)
+		bbgp.FailAttaches(3)
 		var (
 			mu          sync.Mutex
 			activeEarly []string
@@ -158,11 +158,9 @@ func TestResync(t *testing.T) {
 		f.onStatus = func(s bus.Status) {
 			active := slices.Contains(s.ActivePorts, "p10")
 			succeeded := false
-			bbgp.mu.Lock()
-			for _, c := range bbgp.calls {
+			for _, c := range bbgp.Peek() {
 				succeeded = succeeded || c.Op == "attach" && c.Status == 200
 			}
-			bbgp.mu.Unlock()
 			mu.Lock()
 			defer mu.Unlock()
 			if active && !succeeded {
@@ -177,7 +175,7 @@ func TestResync(t *testing.T) {
 		st := state("h1", evpn("p10", "net1", 10))
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		var statuses []int
 		for _, c := range calls {
 			statuses = append(statuses, c.Status)
@@ -200,10 +198,10 @@ func TestResync(t *testing.T) {
 
 	t.Run("control-plane_§5_#51_agent_restart_no_duplicate_no_spurious_detach", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		r := programmed(t, f, bbgp)
 		r.stop(t)
-		before := bbgp.endpoints()
+		before := bbgp.Endpoints()
 		r = f.startAgent("h1", bbgp)
 		st, _ := f.lastStatus("h1")
 		gen := st.Generation
@@ -211,14 +209,14 @@ func TestResync(t *testing.T) {
 			s, ok := f.lastStatus("h1")
 			return ok && s.Reconciled && s.Applied == 4 && s.Generation == gen
 		})
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		for _, c := range calls {
 			if c.Op == "detach" || c.Status != 200 {
 				t.Errorf("restarted agent sent %s", c)
 			}
 		}
 		checkOrder(t, calls, isAttach("evpn"), isAttach("ipvpn"), "re-attach after agent restart")
-		if after := bbgp.endpoints(); !slices.Equal(before, after) {
+		if after := bbgp.Endpoints(); !slices.Equal(before, after) {
 			t.Errorf("endpoints %v after the agent restart, want %v", after, before)
 		}
 
@@ -229,9 +227,9 @@ func TestResync(t *testing.T) {
 		f.publish(next)
 		f.startAgent("h1", bbgp)
 		f.waitReconciled("h1", next.Generation)
-		waitFor(t, waitLong, "p11's endpoints gone", func() bool { return len(bbgp.endpoints()) == 2 })
+		waitFor(t, waitLong, "p11's endpoints gone", func() bool { return len(bbgp.Endpoints()) == 2 })
 		var detached []string
-		for _, c := range bbgp.takeCalls() {
+		for _, c := range bbgp.Take() {
 			if c.Op == "detach" {
 				detached = append(detached, c.String())
 			}
@@ -248,7 +246,7 @@ func TestResync(t *testing.T) {
 func TestBus(t *testing.T) {
 	t.Run("control-plane_§5_#52_bus_gap_agent_syncs_and_converges", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		f.startAgent("h1", bbgp)
 		st := state("h1", evpn("p10", "net1", 10))
 		f.publish(st) // generation 1
@@ -263,14 +261,14 @@ func TestBus(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.waitReconciled("h1", 4)
-		if got := len(bbgp.endpoints()); got != 3 {
-			t.Errorf("bbgp has %v, want the 3 endpoints of generation 4", bbgp.endpoints())
+		if got := len(bbgp.Endpoints()); got != 3 {
+			t.Errorf("bbgp has %v, want the 3 endpoints of generation 4", bbgp.Endpoints())
 		}
 	})
 
 	t.Run("NATS_restart_agent_converges", func(t *testing.T) {
 		f := newTCPFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		f.startAgent("h1", bbgp)
 		st := state("h1", evpn("p10", "net1", 10))
 		f.publish(st)
@@ -283,20 +281,20 @@ func TestBus(t *testing.T) {
 		})
 		f.setCurrent(st2)
 		f.waitReconciled("h1", st2.Generation)
-		if got := len(bbgp.endpoints()); got != 2 {
-			t.Errorf("endpoints %v after the NATS restart", bbgp.endpoints())
+		if got := len(bbgp.Endpoints()); got != 2 {
+			t.Errorf("endpoints %v after the NATS restart", bbgp.Endpoints())
 		}
 	})
 
 	t.Run("control-plane_§5_#53_host_isolation_200_ports_50_networks", func(t *testing.T) {
 		const hosts, networks, ports = 5, 50, 200
 		f := newFixture(t)
-		bgps := map[string]*fakeBGP{}
+		bgps := map[string]*fakebgp.Server{}
 		states := map[string]*model.HostState{}
 		bound := map[string]string{}
 		for h := 1; h <= hosts; h++ {
 			host := "h" + string(rune('0'+h))
-			bgps[host] = newFakeBGP(t)
+			bgps[host] = fakebgp.New(t, nil)
 			states[host] = state(host)
 		}
 		for i := range ports {
@@ -316,7 +314,7 @@ func TestBus(t *testing.T) {
 		}
 		for _, host := range []string{"h1", "h2"} {
 			f.waitReconciled(host, states[host].Generation)
-			calls := bgps[host].takeCalls()
+			calls := bgps[host].Take()
 			if len(calls) != ports/hosts {
 				t.Errorf("%s's bagpipe-bgp got %d calls, want %d", host, len(calls), ports/hosts)
 			}
@@ -338,25 +336,25 @@ func itoa(n int) string { return big.NewInt(int64(n)).String() }
 func TestReconcile(t *testing.T) {
 	t.Run("unchanged_state_sends_nothing", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		st := state("h1", ipvpn("p11", "net1", 11), evpn("p11", "net1", 11), evpn("p10", "net1", 10), ipvpn("p10", "net1", 10))
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		if calls := bbgp.takeCalls(); len(calls) != 0 {
+		if calls := bbgp.Take(); len(calls) != 0 {
 			t.Errorf("same attachments in a new generation sent %v", ops(calls))
 		}
 	})
 
 	t.Run("control-plane_D8_RT_change_is_a_reattach_without_detach", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		st := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11),
 			ipvpn("p10", "net1", 10, "64512:300", "64512:200"), ipvpn("p11", "net1", 11, "64512:200", "64512:300"))
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if count(calls, "detach") != 0 || count(calls, "attach") != 2 {
 			t.Fatalf("calls %v, want two ipvpn re-attaches only", ops(calls))
 		}
@@ -373,7 +371,7 @@ func TestReconcile(t *testing.T) {
 		// needs the instance made anew, and the VRF stitched into it
 		// plugged again into the new one.
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		f.startAgent("h1", bbgp, func(c *Config) { c.Flavour = LinuxBridge })
 		stitched := ipvpn("p10", "net1", 10)
 		stitched.StitchEVPN = "evpn_net1"
@@ -382,7 +380,7 @@ func TestReconcile(t *testing.T) {
 		st := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), other, stitched)
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		bbgp.takeCalls()
+		bbgp.Take()
 
 		l2 := func(a model.Attachment) model.Attachment {
 			a.VNI = 4242
@@ -393,7 +391,7 @@ func TestReconcile(t *testing.T) {
 		st2 := state("h1", l2(evpn("p10", "net1", 10)), l2(evpn("p11", "net1", 11)), other, stitched)
 		f.publish(st2)
 		f.waitReconciled("h1", st2.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if got := ops(calls); !slices.Equal(got, []string{
 			"detach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
 			"detach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "detach(evpn evpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
@@ -414,16 +412,16 @@ func TestReconcile(t *testing.T) {
 		st3 := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), other, stitched)
 		f.publish(st3)
 		f.waitReconciled("h1", st3.Generation)
-		calls = bbgp.takeCalls()
+		calls = bbgp.Take()
 		if count(calls, "detach") != 3 || count(calls, "attach") != 3 {
 			t.Fatalf("calls %v, want 3 detaches then 3 attaches", ops(calls))
 		}
-		checkOrder(t, calls, func(c call) bool { return c.Op == "detach" }, func(c call) bool { return c.Op == "attach" }, "detaches before attaches")
+		checkOrder(t, calls, func(c fakebgp.Call) bool { return c.Op == "detach" }, func(c fakebgp.Call) bool { return c.Op == "attach" }, "detaches before attaches")
 	})
 
 	t.Run("control-plane_§2.10_a_new_gateway_remakes_the_VRF_only", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		gw := func(a model.Attachment) model.Attachment {
 			a.GatewayIP = "10.0.0.254"
@@ -432,7 +430,7 @@ func TestReconcile(t *testing.T) {
 		st := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), gw(ipvpn("p10", "net1", 10)), gw(ipvpn("p11", "net1", 11)))
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if got := ops(calls); !slices.Equal(got, []string{
 			"detach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "detach(ipvpn ipvpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
 			"attach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "attach(ipvpn ipvpn_net1 02:00:00:00:00:0b 10.0.0.11)=200",
@@ -448,24 +446,24 @@ func TestReconcile(t *testing.T) {
 
 	t.Run("control-plane_§4.4_detach_ipvpn_first_then_evpn", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		st := state("h1")
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if count(calls, "detach") != 4 || count(calls, "attach") != 0 {
 			t.Fatalf("calls %v, want 4 detaches", ops(calls))
 		}
 		checkOrder(t, calls, isDetach("ipvpn"), isDetach("evpn"), "detach order")
-		if n := len(bbgp.endpoints()); n != 0 {
+		if n := len(bbgp.Endpoints()); n != 0 {
 			t.Errorf("%d endpoints left", n)
 		}
 	})
 
 	t.Run("control-plane_D7_detach_uses_the_attach_local_port", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		facts := &ovsFacts{vlans: map[string]int{"net1": 31}}
 		f.startAgent("h1", bbgp, func(c *Config) { c.OVSPorts = facts.ports })
 		att := ipvpn("p10", "net1", 10)
@@ -473,14 +471,14 @@ func TestReconcile(t *testing.T) {
 		st := state("h1", evpn("p10", "net1", 10), att)
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		attaches := bbgp.takeCalls()
+		attaches := bbgp.Take()
 		// The network's local VLAN changes (OVS agent restart): each
 		// endpoint is detached with its old port, then attached anew.
 		facts.set("net1", 77)
 		st2 := state("h1", evpn("p10", "net1", 10), att)
 		f.publish(st2)
 		f.waitReconciled("h1", st2.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if got := ops(calls); !slices.Equal(got, []string{
 			"detach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "detach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
 			"attach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200", "attach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
@@ -507,16 +505,16 @@ func TestReconcile(t *testing.T) {
 
 	t.Run("control-plane_D5_detach_of_something_gone_counts_as_done", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp)
 		// Someone removed p10's VRF endpoint behind the agent's back.
-		bbgp.set(func(b *fakeBGP) {
-			delete(b.instances["ipvpn_net1"].eps, fakeEndpoint{"02:00:00:00:00:0a", "10.0.0.10"})
-		})
+		if !bbgp.Lose("ipvpn_net1", "02:00:00:00:00:0a", "10.0.0.10") {
+			t.Fatal("p10's VRF endpoint is not in bbgp")
+		}
 		st := state("h1", evpn("p11", "net1", 11), ipvpn("p11", "net1", 11))
 		f.publish(st)
 		f.waitReconciled("h1", st.Generation)
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if got := ops(calls); !slices.Equal(got, []string{
 			"detach(ipvpn ipvpn_net1 02:00:00:00:00:0a 10.0.0.10)=400", "detach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
 		}) {
@@ -526,11 +524,13 @@ func TestReconcile(t *testing.T) {
 
 	t.Run("drift_repaired_by_the_looking_glass_sweep", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		programmed(t, f, bbgp, func(c *Config) { c.SweepInterval = 100 * time.Millisecond })
-		bbgp.set(func(b *fakeBGP) { delete(b.instances, "ipvpn_net1") })
-		waitFor(t, waitLong, "the lost VRF attached again", func() bool { return len(bbgp.endpoints()) == 4 })
-		calls := bbgp.takeCalls()
+		if !bbgp.LoseInstance("ipvpn_net1") {
+			t.Fatal("no VRF ipvpn_net1 in bbgp")
+		}
+		waitFor(t, waitLong, "the lost VRF attached again", func() bool { return len(bbgp.Endpoints()) == 4 })
+		calls := bbgp.Take()
 		if count(calls, "attach") != 2 || count(calls, "detach") != 0 {
 			t.Errorf("calls %v, want the two ipvpn attaches", ops(calls))
 		}
@@ -538,23 +538,26 @@ func TestReconcile(t *testing.T) {
 
 	t.Run("start-up_sweep_detaches_stale_endpoints_of_managed_instances_only", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		// Left in bagpipe-bgp: one endpoint of a previous agent run, one
 		// attached by an operator in an instance of their own.
-		bbgp.plug(client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_old", MACAddress: "02:00:00:00:00:99",
-			IPAddress: "10.9.0.9", LocalPort: client.LocalPort{LinuxIf: "tapold"}})
-		bbgp.plug(client.AttachRequest{VPNType: "evpn", VPNInstanceID: "manual", MACAddress: "02:00:00:00:00:98",
-			LocalPort: client.LocalPort{LinuxIf: "tapmanual"}})
-		bbgp.takeCalls()
+		for _, req := range []client.AttachRequest{
+			{VPNType: "evpn", VPNInstanceID: "evpn_old", MACAddress: "02:00:00:00:00:99", IPAddress: "10.9.0.9", LocalPort: client.LocalPort{LinuxIf: "tapold"}},
+			{VPNType: "evpn", VPNInstanceID: "manual", MACAddress: "02:00:00:00:00:98", LocalPort: client.LocalPort{LinuxIf: "tapmanual"}},
+		} {
+			if err := bbgp.Plug(req); err != nil {
+				t.Fatal(err)
+			}
+		}
 		st := state("h1", evpn("p10", "net1", 10))
 		f.publish(st)
 		f.startAgent("h1", bbgp)
 		f.waitReconciled("h1", st.Generation)
-		want := []string{"evpn_net1 02:00:00:00:00:0a patch2tun:31 10.0.0.10", "manual 02:00:00:00:00:98 tapmanual"}
-		if got := bbgp.endpoints(); !slices.Equal(got, want) {
+		want := []string{"evpn_net1 02:00:00:00:00:0a 10.0.0.10 patch2tun:31", "manual 02:00:00:00:00:98 - tapmanual"}
+		if got := bbgp.Endpoints(); !slices.Equal(got, want) {
 			t.Errorf("endpoints %q, want %q", got, want)
 		}
-		calls := bbgp.takeCalls()
+		calls := bbgp.Take()
 		if got := ops(calls); !slices.Equal(got, []string{
 			"detach(evpn evpn_old 02:00:00:00:00:99 10.9.0.9)=200", "attach(evpn evpn_net1 02:00:00:00:00:0a 10.0.0.10)=200",
 		}) {
@@ -567,7 +570,7 @@ func TestReconcile(t *testing.T) {
 
 	t.Run("ovs_without_plumbing_stays_pending_with_a_clear_error", func(t *testing.T) {
 		f := newFixture(t)
-		bbgp := newFakeBGP(t)
+		bbgp := fakebgp.New(t, nil)
 		f.startAgent("h1", bbgp, func(c *Config) { c.OVSPorts = NoOVSPlumbing })
 		st := state("h1", evpn("p10", "net1", 10))
 		f.publish(st)
@@ -575,7 +578,7 @@ func TestReconcile(t *testing.T) {
 			s, _ := f.lastStatus("h1")
 			return s.Generation == st.Generation && s.Pending == 1 && strings.Contains(s.LastError, ErrNoOVSPlumbing.Error())
 		})
-		if calls := bbgp.takeCalls(); len(calls) != 0 {
+		if calls := bbgp.Take(); len(calls) != 0 {
 			t.Errorf("calls %v without OVS facts", ops(calls))
 		}
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
 	"github.com/bagpipe-go/bagpipe/internal/testbin"
 )
 
@@ -232,7 +233,7 @@ func (o *ovsFacts) set(network string, vlan int) {
 // test timings (bbgp nil: mod sets Config.BGP); mod changes the
 // configuration first. Without mod, the
 // flavour is OVS with net1 on VLAN 31 and net2 on VLAN 32.
-func (f *fixture) startAgent(host string, bbgp *fakeBGP, mod ...func(*Config)) *runningAgent {
+func (f *fixture) startAgent(host string, bbgp *fakebgp.Server, mod ...func(*Config)) *runningAgent {
 	t := f.t
 	t.Helper()
 	var (
@@ -255,7 +256,7 @@ func (f *fixture) startAgent(host string, bbgp *fakeBGP, mod ...func(*Config)) *
 		CallTimeout: 2 * time.Second, Log: f.log.With("who", "agent-"+host),
 	}
 	if bbgp != nil {
-		cfg.BGP = bbgp.client(t)
+		cfg.BGP = bbgp.Client(t)
 	}
 	for _, m := range mod {
 		m(&cfg)
@@ -328,7 +329,7 @@ func state(host string, atts ...model.Attachment) *model.HostState {
 }
 
 // ops renders calls compactly for comparisons.
-func ops(calls []call) []string {
+func ops(calls []fakebgp.Call) []string {
 	out := make([]string, len(calls))
 	for i, c := range calls {
 		out[i] = c.String()

@@ -45,7 +45,7 @@ func TestBGPVPN(t *testing.T) {
 		p10 := c.port(f.net1, "h1", nil)
 		c.settle()
 		calls := c.expect("h1", c.ml2("h1", p10), c.l3("h1", p10, "64512:100"))
-		if len(calls) == 2 && calls[0].str("vpn_type") != "evpn" {
+		if len(calls) == 2 && calls[0].Str("vpn_type") != "evpn" {
 			t.Errorf("the ipvpn attach came first: %v", calls)
 		}
 	})
@@ -121,7 +121,7 @@ func TestBGPVPN(t *testing.T) {
 		c.deleteAssoc(v, "network", na)
 		c.settle()
 		c.expect("h1", c.l3("h1", p10, "64512:200")) // and no detach
-		_, _, ok := c.hosts["h1"].bgp.instanceRTs("ipvpn_" + f.net1)
+		_, _, ok := c.hosts["h1"].bgp.InstanceRTs("ipvpn_" + f.net1)
 		if !ok {
 			t.Error("the VRF of net1 is gone from h1")
 		}
@@ -228,7 +228,7 @@ func TestBGPVPN(t *testing.T) {
 		calls := c.expect("h1",
 			attach(with(evpn, with(rt("64512:101"), M{"vni": 101, "linuxbr": "brq" + f.net1[:11]}))),
 			attach(with(ipvpn, with(rt("64512:100"), M{"gateway_ip": gateway1}))))
-		if len(calls) == 2 && calls[0].str("vpn_type") != "evpn" {
+		if len(calls) == 2 && calls[0].Str("vpn_type") != "evpn" {
 			t.Errorf("the ipvpn attach came before the evpn one: %v", calls)
 		}
 		// OVS: no stitching, both plug the OVS port (§4.3 g).
@@ -236,7 +236,7 @@ func TestBGPVPN(t *testing.T) {
 		c.deletePort(p10.id)
 		c.settle()
 		calls = c.expect("h1", detach(ipvpn), detach(evpn))
-		if len(calls) == 2 && calls[0].str("vpn_type") != "ipvpn" {
+		if len(calls) == 2 && calls[0].Str("vpn_type") != "ipvpn" {
 			t.Errorf("the evpn detach came before the ipvpn one: %v", calls)
 		}
 	})

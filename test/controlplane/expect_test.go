@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
 )
 
 // absentKey, as an expected value, says the key must not be in the body.
@@ -83,12 +85,12 @@ func asJSON(v any) any {
 }
 
 // matches says whether c is the call e expects.
-func (e exp) matches(c call) bool {
-	if c.op != e.op {
+func (e exp) matches(c fakebgp.Call) bool {
+	if c.Op != e.op {
 		return false
 	}
 	for k, want := range e.keys {
-		got, present := c.body[k]
+		got, present := c.Body[k]
 		if _, ok := want.(absentKey); ok {
 			if present {
 				return false
@@ -104,7 +106,7 @@ func (e exp) matches(c call) bool {
 
 // assign finds a one-to-one matching of calls to expectations (each
 // expectation one call, no call left over).
-func assign(calls []call, want []exp) bool {
+func assign(calls []fakebgp.Call, want []exp) bool {
 	if len(calls) != len(want) {
 		return false
 	}
@@ -131,11 +133,11 @@ func assign(calls []call, want []exp) bool {
 // passRank orders the calls of one reconciliation pass (§4.4, §4.7):
 // detaches before attaches, ipvpn detaches before evpn ones, evpn
 // attaches before ipvpn ones.
-func passRank(c call) int {
-	switch typ := c.str("vpn_type"); {
-	case c.op == "detach" && typ == "ipvpn":
+func passRank(c fakebgp.Call) int {
+	switch typ := c.Str("vpn_type"); {
+	case c.Op == "detach" && typ == "ipvpn":
 		return 0
-	case c.op == "detach":
+	case c.Op == "detach":
 		return 1
 	case typ == "evpn":
 		return 2
@@ -145,23 +147,23 @@ func passRank(c call) int {
 
 // orderProblem says how calls break the order of a pass, "" if they do
 // not.
-func orderProblem(calls []call) string {
+func orderProblem(calls []fakebgp.Call) string {
 	for i := 1; i < len(calls); i++ {
 		if passRank(calls[i]) < passRank(calls[i-1]) {
 			return fmt.Sprintf("call %d (%s %s) after call %d (%s %s): a pass detaches ipvpn then evpn, then attaches evpn then ipvpn",
-				i+1, calls[i].op, calls[i].str("vpn_type"), i, calls[i-1].op, calls[i-1].str("vpn_type"))
+				i+1, calls[i].Op, calls[i].Str("vpn_type"), i, calls[i-1].Op, calls[i-1].Str("vpn_type"))
 		}
 	}
 	return ""
 }
 
-func render(calls []call) string {
+func render(calls []fakebgp.Call) string {
 	if len(calls) == 0 {
 		return "  (none)"
 	}
 	var b strings.Builder
 	for _, c := range calls {
-		b.WriteString("  " + c.String() + "\n")
+		b.WriteString("  " + c.Detail() + "\n")
 	}
 	return b.String()
 }
@@ -170,9 +172,9 @@ func render(calls []call) string {
 // (call it after settle): exactly the calls want describes, in any order
 // between them but in the order of a reconciliation pass, every one
 // answered 200. It returns the calls and forgets them.
-func (c *cluster) expect(host string, want ...exp) []call {
+func (c *cluster) expect(host string, want ...exp) []fakebgp.Call {
 	c.t.Helper()
-	calls := c.hosts[host].bgp.take()
+	calls := c.hosts[host].bgp.Take()
 	ok := assign(calls, want)
 	if !ok {
 		var w strings.Builder
@@ -186,8 +188,8 @@ func (c *cluster) expect(host string, want ...exp) []call {
 		return calls
 	}
 	for _, call := range calls {
-		if call.status != 200 {
-			c.t.Errorf("bbgp(%s) answered %d to %s", host, call.status, call)
+		if call.Status != 200 {
+			c.t.Errorf("bbgp(%s) answered %d to %s", host, call.Status, call.Detail())
 		}
 	}
 	if p := orderProblem(calls); p != "" {
@@ -250,10 +252,10 @@ func (c *cluster) ml2(host string, p port) exp {
 }
 
 // callsOf are the calls about MAC mac.
-func callsOf(calls []call, mac string) []call {
-	var out []call
+func callsOf(calls []fakebgp.Call, mac string) []fakebgp.Call {
+	var out []fakebgp.Call
 	for _, c := range calls {
-		if c.str("mac_address") == mac {
+		if c.Str("mac_address") == mac {
 			out = append(out, c)
 		}
 	}

@@ -176,18 +176,18 @@ func TestGophercloud(t *testing.T) {
 			t.Fatalf("bgpvpns.Delete: %v (status %d)", err, log.status("DELETE /v2.0/bgpvpn/bgpvpns/"+v.ID))
 		}
 		c.settle()
-		calls := c.hosts["h1"].bgp.peek()
+		calls := c.hosts["h1"].bgp.Peek()
 		if len(calls) == 0 {
 			t.Fatal("h1 received nothing after the BGPVPN delete")
 		}
 		for _, call := range calls {
-			if call.op != "detach" || call.str("vpn_type") != "ipvpn" {
-				t.Errorf("after the BGPVPN delete h1 received %s, want only ipvpn detaches", call)
+			if call.Op != "detach" || call.Str("vpn_type") != "ipvpn" {
+				t.Errorf("after the BGPVPN delete h1 received %s, want only ipvpn detaches", call.Detail())
 			}
 		}
-		c.hosts["h1"].bgp.take()
+		c.hosts["h1"].bgp.Take()
 		want := []string{"evpn_" + net1.ID + " " + p10.mac + " " + p10.ip + " " + c.lpEVPN("h1", net1.ID)["linuxif"].(string)}
-		if got := c.hosts["h1"].bgp.endpoints(); !slices.Equal(got, want) {
+		if got := c.hosts["h1"].bgp.Endpoints(); !slices.Equal(got, want) {
 			t.Errorf("h1's bagpipe-bgp holds %v, want only the ML2 E-VPN endpoint %v", got, want)
 		}
 		if _, err := bgpvpns.Get(ctx, gc, v.ID).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {

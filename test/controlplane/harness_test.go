@@ -19,6 +19,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/neutronapi"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/serverd"
+	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
 	"github.com/bagpipe-go/bagpipe/internal/testbin"
 )
 
@@ -93,7 +94,7 @@ type cluster struct {
 type host struct {
 	name    string
 	flavour agent.Flavour
-	bgp     *fakeBGP
+	bgp     *fakebgp.Server
 	vlanMu  sync.Mutex
 	vlans   map[string]int
 	vlanTop int
@@ -137,7 +138,7 @@ func newCluster(t *testing.T, opts ...option) *cluster {
 		if ping == nil {
 			ping = big.NewInt(int64(1000 + i))
 		}
-		h := &host{name: spec.name, flavour: spec.flavour, bgp: newFakeBGP(t, ping), vlans: map[string]int{}, vlanTop: 30 + 100*i}
+		h := &host{name: spec.name, flavour: spec.flavour, bgp: fakebgp.New(t, ping), vlans: map[string]int{}, vlanTop: 30 + 100*i}
 		if spec.viaProxy {
 			h.proxy = newNATSProxy(t, c.natsURL)
 		}
@@ -261,7 +262,7 @@ func (c *cluster) startAgent(h *host, log *slog.Logger) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bgp, err := client.New(h.bgp.srv.URL)
+	bgp, err := client.New(h.bgp.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +415,7 @@ func (c *cluster) drain() {
 	c.t.Helper()
 	c.settle()
 	for _, h := range c.hosts {
-		h.bgp.take()
+		h.bgp.Take()
 	}
 }
 

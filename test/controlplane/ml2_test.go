@@ -63,8 +63,8 @@ func TestML2EVPN(t *testing.T) {
 		}
 		calls := c.expect("h1", c.ml2("h1", p12)) // ipKey: no ip_address key
 		if len(calls) == 1 {
-			if _, ok := calls[0].body["ip_address"]; ok {
-				t.Errorf("attach of an IPv6-only port has ip_address: %s", calls[0])
+			if _, ok := calls[0].Body["ip_address"]; ok {
+				t.Errorf("attach of an IPv6-only port has ip_address: %s", calls[0].Detail())
 			}
 		}
 		// Two IPv4s: the first; an IPv6 listed first does not count (D14).

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
 )
 
 // Port associations of scenarios 40–46 use TEST-NET prefixes for the
@@ -102,8 +104,8 @@ func TestPortAssociations(t *testing.T) {
 		c.must(200, "PUT", assocPath(pf.x, "port")+"/"+pa, M{"port_association": M{"routes": prefixes(nil)[1:]}})
 		c.settle()
 		calls := c.expect("h1", detach(pf.prefixRoute(pa, prefix40, 44)))
-		if len(calls) == 1 && calls[0].str("ip_address") != prefix40 {
-			t.Errorf("detach ip_address %q, want %s", calls[0].str("ip_address"), prefix40)
+		if len(calls) == 1 && calls[0].Str("ip_address") != prefix40 {
+			t.Errorf("detach ip_address %q, want %s", calls[0].Str("ip_address"), prefix40)
 		}
 	})
 
@@ -137,7 +139,7 @@ func TestPortAssociations(t *testing.T) {
 		// it anew. Upstream sends nothing (D9).
 		old := pf.leak(pa, y2, 55, "64512:97")
 		calls := c.expect("h1", detach(old), attach(pf.leak(pa, y2, 55, "64512:97", "64512:95")))
-		if len(calls) == 2 && calls[0].op != "detach" {
+		if len(calls) == 2 && calls[0].Op != "detach" {
 			t.Errorf("the new instance was attached before the old one was gone: %v", calls)
 		}
 	})
@@ -150,7 +152,7 @@ func TestPortAssociations(t *testing.T) {
 		x := c.bgpvpn("p1", M{"route_targets": []string{"64512:500"}})
 		v := c.bgpvpn("p1", M{"route_targets": []string{"64512:100"}})
 		c.drain()
-		var all []call
+		var all []fakebgp.Call
 		c.assoc(x, "port", M{"port_id": p10.id})
 		c.settle()
 		own := "ipvpn_" + f.net1 + "_port_" + p10.id
@@ -163,14 +165,14 @@ func TestPortAssociations(t *testing.T) {
 			attach(with(c.ipvpnKeys("h1", p10), with(rt("64512:100", "64512:500"), M{"vpn_instance_id": own}))))...)
 		for _, call := range callsOf(all, p11.mac) {
 			for _, k := range []string{"import_rt", "export_rt"} {
-				if slices.Contains(strs(call.body[k]), "64512:500") {
-					t.Errorf("an attach of p11 carries X's RT: %s", call)
+				if slices.Contains(call.Strs(k), "64512:500") {
+					t.Errorf("an attach of p11 carries X's RT: %s", call.Detail())
 				}
 			}
 		}
 		// bagpipe-bgp keeps one RT set per instance (D2): the network's
 		// VRF has V's only.
-		if imp, exp, ok := c.hosts["h1"].bgp.instanceRTs("ipvpn_" + f.net1); !ok ||
+		if imp, exp, ok := c.hosts["h1"].bgp.InstanceRTs("ipvpn_" + f.net1); !ok ||
 			!slices.Equal(imp, []string{"64512:100"}) || !slices.Equal(exp, []string{"64512:100"}) {
 			t.Errorf("VRF of net1 on h1: import %v export %v (exists %v), want V's 64512:100 only", imp, exp, ok)
 		}

@@ -33,7 +33,7 @@ func newProgrammed(t *testing.T, opts ...option) programmed {
 	c.settle()
 	pr.want = []exp{c.ml2("h1", pr.p10), c.ml2("h1", pr.p11), c.l3("h1", pr.p10, "64512:100"), c.l3("h1", pr.p11, "64512:100")}
 	c.expect("h1", pr.want...)
-	if n := len(c.hosts["h1"].bgp.endpoints()); n != 4 {
+	if n := len(c.hosts["h1"].bgp.Endpoints()); n != 4 {
 		t.Fatalf("h1's bagpipe-bgp holds %d endpoints, want 4", n)
 	}
 	return pr
@@ -45,11 +45,11 @@ func TestResync(t *testing.T) {
 	t.Run("control-plane_§5_#47_bagpipe-bgp_restart", func(t *testing.T) {
 		pr := newProgrammed(t)
 		c, bgp := pr.c, pr.c.hosts["h1"].bgp
-		before := bgp.endpoints()
+		before := bgp.Endpoints()
 		restarted := time.Now()
-		bgp.restart(big.NewInt(2000))
+		bgp.Restart(big.NewInt(2000))
 		c.poll("every attach again", func() error {
-			if got := bgp.endpoints(); !slices.Equal(got, before) {
+			if got := bgp.Endpoints(); !slices.Equal(got, before) {
 				return fmt.Errorf("endpoints %v", got)
 			}
 			return nil
@@ -70,7 +70,8 @@ func TestResync(t *testing.T) {
 	t.Run("control-plane_§5_#48_transient_ping_failure", func(t *testing.T) {
 		pr := newProgrammed(t)
 		c, bgp := pr.c, pr.c.hosts["h1"].bgp
-		bgp.set(func(f *fakeBGP) { f.down, f.failedPings = true, 0 })
+		_, failedBefore := bgp.Pings()
+		bgp.SetDown(true)
 		c.poll("the agent to see bagpipe-bgp down", func() error {
 			if s, _ := c.lastStatus("h1"); s.BagpipeBGPUp {
 				return fmt.Errorf("status %+v", s)
@@ -87,15 +88,15 @@ func TestResync(t *testing.T) {
 		}
 		c.poll("p12's state received while bagpipe-bgp is down, and 3 failed pings", func() error {
 			s, _ := c.lastStatus("h1")
-			var failed int
-			bgp.set(func(f *fakeBGP) { failed = f.failedPings })
+			_, failed := bgp.Pings()
+			failed -= failedBefore
 			if s.Generation < st.Generation || s.BagpipeBGPUp || s.Pending == 0 || failed < 3 {
 				return fmt.Errorf("status %+v, %d failed pings", s, failed)
 			}
 			return nil
 		})
-		c.expectNothing("h1")                        // nothing sent to an unreachable bagpipe-bgp
-		bgp.set(func(f *fakeBGP) { f.down = false }) // the same ping value: no restart
+		c.expectNothing("h1") // nothing sent to an unreachable bagpipe-bgp
+		bgp.SetDown(false)    // the same ping value: no restart
 		c.settle()
 		// p12 only: no restart happened, the rest stays (D1: upstream
 		// would never deliver p12).
@@ -110,18 +111,16 @@ func TestResync(t *testing.T) {
 		if s, _ := c.lastStatus("h1"); s.Ping != max128.String() {
 			t.Errorf("status ping %q, want %s exactly", s.Ping, max128)
 		}
-		var pings int
-		bgp.set(func(f *fakeBGP) { pings = f.pings })
+		pings, _ := bgp.Pings()
 		c.poll("3 more pings", func() error {
-			var n int
-			bgp.set(func(f *fakeBGP) { n = f.pings })
+			n, _ := bgp.Pings()
 			if n < pings+3 {
 				return fmt.Errorf("%d pings", n-pings)
 			}
 			return nil
 		})
 		c.expectNothing("h1") // the same value: no restart seen
-		bgp.restart(below)
+		bgp.Restart(below)
 		c.poll("the status with the new value", func() error {
 			if s, _ := c.lastStatus("h1"); s.Ping != below.String() || !s.Reconciled {
 				return fmt.Errorf("status %+v", s)
@@ -137,10 +136,10 @@ func TestResync(t *testing.T) {
 		f := c.fixture()
 		c.drain()
 		bgp := c.hosts["h1"].bgp
-		bgp.set(func(f *fakeBGP) { f.failAttach = true })
+		bgp.FailAttaches(-1)
 		p10 := c.port(f.net1, "h1", nil)
 		c.poll("4 failed attaches", func() error {
-			if n := len(bgp.peek()); n < 4 {
+			if n := len(bgp.Peek()); n < 4 {
 				return fmt.Errorf("%d calls", n)
 			}
 			return nil
@@ -151,7 +150,7 @@ func TestResync(t *testing.T) {
 		if s, _ := c.lastStatus("h1"); s.Pending == 0 || !strings.Contains(s.LastError, "500") || slices.Contains(s.ActivePorts, p10.id) {
 			t.Errorf("agent status %+v while the attach fails, want it pending with the 500", s)
 		}
-		bgp.set(func(f *fakeBGP) { f.failAttach = false })
+		bgp.FailAttaches(0)
 		c.settle()
 		c.poll("port ACTIVE", func() error {
 			if got := c.getPort(p10.id)["status"]; got != model.StatusActive {
@@ -159,13 +158,13 @@ func TestResync(t *testing.T) {
 			}
 			return nil
 		})
-		calls := bgp.take()
+		calls := bgp.Take()
 		ok := calls[len(calls)-1]
 		var statuses []int
 		for i, call := range calls {
-			statuses = append(statuses, call.status)
+			statuses = append(statuses, call.Status)
 			if !c.ml2("h1", p10).matches(call) {
-				t.Errorf("call %d is not p10's attach: %s", i+1, call)
+				t.Errorf("call %d is not p10's attach: %s", i+1, call.Detail())
 			}
 		}
 		if want := append(slices.Repeat([]int{500}, len(calls)-1), 200); !slices.Equal(statuses, want) {
@@ -175,15 +174,15 @@ func TestResync(t *testing.T) {
 		// delay only lengthens a pause.
 		for i := 1; i < len(calls); i++ {
 			floor := min(testRetryMin<<(i-1), testRetryMax) * 4 / 5
-			if gap := calls[i].at.Sub(calls[i-1].at); gap < floor {
+			if gap := calls[i].At.Sub(calls[i-1].At); gap < floor {
 				t.Errorf("retry %d came %v after the previous attempt, want at least %v", i, gap, floor)
 			}
 		}
 		// ACTIVE only once the attach succeeded: no status listed p10
 		// before the 200.
 		for _, s := range c.statuses("h1") {
-			if slices.Contains(s.ActivePorts, p10.id) && s.Time.Before(ok.at) {
-				t.Errorf("status of %v lists p10 active before its attach succeeded (%v)", s.Time, ok.at)
+			if slices.Contains(s.ActivePorts, p10.id) && s.Time.Before(ok.At) {
+				t.Errorf("status of %v lists p10 active before its attach succeeded (%v)", s.Time, ok.At)
 			}
 		}
 	})
@@ -191,14 +190,14 @@ func TestResync(t *testing.T) {
 	t.Run("control-plane_§5_#51_agent_restart", func(t *testing.T) {
 		pr := newProgrammed(t)
 		c, bgp := pr.c, pr.c.hosts["h1"].bgp
-		before := bgp.endpoints()
+		before := bgp.Endpoints()
 		c.stopAgent("h1")
 		c.restartAgent("h1")
 		c.settle()
 		// The new agent knows nothing applied: it attaches everything
 		// again (bagpipe-bgp takes that as a refresh), detaches nothing.
 		c.expect("h1", pr.want...)
-		if after := bgp.endpoints(); !slices.Equal(after, before) {
+		if after := bgp.Endpoints(); !slices.Equal(after, before) {
 			t.Errorf("endpoints after the restart %v, want %v", after, before)
 		}
 		// While the agent is down p11 goes: the next agent detaches it,
@@ -217,8 +216,8 @@ func TestResync(t *testing.T) {
 		lp := M{"linuxif": c.lpEVPN("h1", pr.f.net1)["linuxif"]}
 		c.expect("h1", detach(with(c.ipvpnKeys("h1", pr.p11), M{"local_port": lp})),
 			detach(with(c.evpnKeys("h1", pr.p11), M{"local_port": lp})), pr.want[0], pr.want[2])
-		if n := len(bgp.endpoints()); n != 2 {
-			t.Errorf("endpoints %v, want p10's two", bgp.endpoints())
+		if n := len(bgp.Endpoints()); n != 2 {
+			t.Errorf("endpoints %v, want p10's two", bgp.Endpoints())
 		}
 	})
 
@@ -349,13 +348,13 @@ func TestResync(t *testing.T) {
 			t.Fatalf("states published per host %v, %d replies to h1: the test did not see everything", published, answered)
 		}
 		for _, name := range []string{"h1", "h2"} {
-			calls := c.hosts[name].bgp.take()
+			calls := c.hosts[name].bgp.Take()
 			attaches := 0
 			for _, call := range calls {
-				if !macs[name][call.str("mac_address")] {
-					t.Errorf("bbgp(%s) received a call about another host's port: %s", name, call)
+				if !macs[name][call.Str("mac_address")] {
+					t.Errorf("bbgp(%s) received a call about another host's port: %s", name, call.Detail())
 				}
-				if call.op == "attach" && call.status == 200 {
+				if call.Op == "attach" && call.Status == 200 {
 					attaches++
 				}
 			}
