@@ -51,7 +51,14 @@ func startDaemon(t *testing.T, args ...string) (netip.AddrPort, func() int) {
 	go func() { done <- run(ctx, args, io.Discard, &stderr, ready) }()
 	select {
 	case addr := <-ready:
-		return addr, func() int { cancel(); return <-done }
+		return addr, func() int {
+			cancel()
+			code := <-done
+			if code != 0 {
+				t.Logf("daemon exited with %d; its standard error:\n%s", code, stderr.String())
+			}
+			return code
+		}
 	case code := <-done:
 		cancel()
 		t.Fatalf("daemon exited with %d before serving: %s", code, stderr.String())

@@ -229,7 +229,13 @@ func (n *Node) Run(ctx context.Context) error {
 		log.Info("stop requested, stopping", "reason", context.Cause(ctx).Error())
 	case apiErr = <-apiDone:
 		apiStopped = true
-		apiErr = cmp.Or(apiErr, errors.New("REST API stopped unexpectedly"))
+		// apiCtx derives from ctx: when a stop is asked, the API may end
+		// first and win the select; that is the stop, not a failure.
+		if ctx.Err() != nil && apiErr == nil {
+			log.Info("stop requested, stopping", "reason", context.Cause(ctx).Error())
+		} else {
+			apiErr = cmp.Or(apiErr, errors.New("REST API stopped unexpectedly"))
+		}
 	case spErr = <-spDone:
 		spStopped = true
 		spErr = cmp.Or(spErr, errors.New("BGP speaker stopped unexpectedly"))
