@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/bagpipe-go/bagpipe/internal/cmdline"
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/keystone"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/serverd"
 )
 
@@ -33,9 +34,14 @@ func main() {
 type options struct {
 	cfg                         serverd.Config
 	tokensFile, credentialsFile string
+	keystone                    keystone.Config
 	logLevel                    slog.Level
 	version                     bool
 }
+
+// keystonePasswordEnv is where the Keystone service user's password may
+// be instead of the command line.
+const keystonePasswordEnv = "BAGPIPE_KEYSTONE_PASSWORD"
 
 const usageHeader = `Usage: bagpipe-server [flags]
 
@@ -68,6 +74,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.ML2EVPN, "ml2-evpn", c.ML2EVPN, "realise vxlan networks as E-VPN instances on the hosts of their ports (ML2 E-VPN)")
 	fs.StringVar(&flavour, "default-flavour", c.DefaultFlavour.String(), "flavour of a host whose agent has not reported one: linuxbridge or ovs")
 	fs.StringVar(&o.tokensFile, "tokens-file", "", `static API tokens, JSON {"TOKEN": {"project_id": "...", "roles": ["admin"]}}; turns authentication on`)
+	ks := &o.keystone
+	fs.StringVar(&ks.AuthURL, "keystone-url", "", "Keystone identity endpoint (http://HOST:5000[/v3]): X-Auth-Token is validated there; turns authentication on (not with -tokens-file)")
+	fs.StringVar(&ks.Username, "keystone-user", "", "service user that validates tokens (needs the service or admin role)")
+	fs.StringVar(&ks.Password, "keystone-password", "", "the service user's password (default: environment variable "+keystonePasswordEnv+", which keeps it out of the process list)")
+	fs.StringVar(&ks.ProjectName, "keystone-project", "service", "the service user's project")
+	fs.StringVar(&ks.UserDomain, "keystone-domain", keystone.DefaultDomain, "domain (name) of the service user and its project")
 	fs.StringVar(&o.credentialsFile, "agent-credentials-file", "", `NATS users of the embedded server, JSON [{"user": "...", "password": "...", "host": "..."}]: each agent may only use its host's subjects`)
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -86,6 +98,29 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		for _, name := range []string{"nats-listen", "nats-store", "agent-credentials-file"} {
 			if set[name] {
 				return nil, fmt.Errorf("-%s is for the embedded NATS server: not with -nats-url", name)
+			}
+		}
+	}
+	if ks.AuthURL != "" {
+		if set["tokens-file"] {
+			return nil, errors.New("-keystone-url and -tokens-file are exclusive: one way to authenticate")
+		}
+		if ks.Password == "" {
+			ks.Password = os.Getenv(keystonePasswordEnv)
+		}
+		if ks.Username == "" || ks.Password == "" {
+			return nil, fmt.Errorf("-keystone-url needs -keystone-user and -keystone-password (or %s)", keystonePasswordEnv)
+		}
+		ks.ProjectDomain = ks.UserDomain
+		// Checked now, for a usage error rather than a failed start.
+		if _, err := keystone.New(*ks); err != nil {
+			return nil, err
+		}
+		c.Keystone = ks
+	} else {
+		for _, name := range []string{"keystone-user", "keystone-password", "keystone-project", "keystone-domain"} {
+			if set[name] {
+				return nil, fmt.Errorf("-%s is only for -keystone-url", name)
 			}
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/keystone"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/store"
 )
@@ -79,10 +80,11 @@ func (p Principal) canBind() bool { return p.IsAdmin() || p.isService() }
 type Config struct {
 	// Tokens, when not empty, turns authentication on: X-Auth-Token must
 	// be one of these keys, else 401.
-	//
-	// TODO(keystone): validate tokens against a Keystone (GET
-	// /v3/auth/tokens with X-Subject-Token) for real deployments.
 	Tokens map[string]Principal
+	// Authenticator, when set, turns authentication on: it validates
+	// X-Auth-Token (Keystone, see KeystoneAuthenticator). Not with
+	// Tokens.
+	Authenticator Authenticator
 	// DefaultProjectID is the project of unauthenticated requests.
 	DefaultProjectID string
 	// VNIRanges are where networks created without provider attributes
@@ -107,6 +109,35 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of created_at/updated_at (time.Now if nil).
 	Now func() time.Time
+}
+
+// Authenticator validates the tokens of requests. An error wrapping
+// ErrInvalidToken is answered 401; any other error 503 (the token's
+// validity is unknown: the identity service cannot be asked).
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+}
+
+// ErrInvalidToken is an Authenticator's answer for an unknown, expired or
+// revoked token.
+var ErrInvalidToken = errors.New("invalid or expired token")
+
+// KeystoneAuthenticator authenticates with a Keystone: the principal is
+// the token's project and roles ("admin" is an admin, "service" the
+// compute service).
+func KeystoneAuthenticator(v *keystone.Validator) Authenticator { return keystoneAuth{v} }
+
+type keystoneAuth struct{ v *keystone.Validator }
+
+func (k keystoneAuth) Authenticate(ctx context.Context, token string) (Principal, error) {
+	id, err := k.v.Validate(ctx, token)
+	if errors.Is(err, keystone.ErrInvalidToken) {
+		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{ProjectID: id.ProjectID, Roles: id.Roles}, nil
 }
 
 // Hooks connect the API to the rest of the server.
@@ -143,6 +174,9 @@ type API struct {
 
 // New loads the store's content and returns the API.
 func New(ctx context.Context, st store.Store, cfg Config, hooks Hooks) (*API, error) {
+	if cfg.Authenticator != nil && len(cfg.Tokens) > 0 {
+		return nil, errors.New("neutronapi: static tokens and an authenticator are exclusive")
+	}
 	if cfg.DefaultProjectID == "" {
 		cfg.DefaultProjectID = DefaultProjectID
 	}
@@ -224,7 +258,20 @@ type principalKey struct{}
 // authenticate finds the request's principal; false means 401 was sent.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	var p Principal
-	if len(a.cfg.Tokens) == 0 {
+	if a.cfg.Authenticator != nil {
+		var err error
+		if p, err = a.cfg.Authenticator.Authenticate(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
+			if errors.Is(err, ErrInvalidToken) {
+				w.Header().Set("WWW-Authenticate", "Keystone")
+				writeError(w, newError(http.StatusUnauthorized, "HTTPUnauthorized", "Authentication required"))
+				return r, false
+			}
+			a.log.Warn("cannot authenticate a request: identity service unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, newError(http.StatusServiceUnavailable, "HTTPServiceUnavailable",
+				"the identity service is unavailable: cannot validate the token; try again later"))
+			return r, false
+		}
+	} else if len(a.cfg.Tokens) == 0 {
 		p = Principal{ProjectID: a.cfg.DefaultProjectID, Roles: []string{"admin"}}
 		if proj := r.Header.Get("X-Project-Id"); proj != "" {
 			p.ProjectID = proj

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/desired"
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/keystone"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/neutronapi"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/store"
 )
@@ -63,6 +64,9 @@ type Config struct {
 	DefaultFlavour desired.Flavour
 	// Tokens, when not empty, turn authentication on (static tokens).
 	Tokens map[string]neutronapi.Principal
+	// Keystone, when set, turns authentication on: tokens are validated
+	// by this Keystone. Not with Tokens.
+	Keystone *keystone.Config
 	// AgentUsers, when not empty, are the only credentials the embedded
 	// NATS server accepts (the server's own is added internally).
 	AgentUsers []bus.User

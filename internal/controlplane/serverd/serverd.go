@@ -32,6 +32,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/desired"
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/keystone"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/neutronapi"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/server"
@@ -131,6 +132,17 @@ func start(ctx context.Context, cfg Config) (_ *parts, err error) {
 		VIFType:   VIFTypeBridge,
 		Logger:    p.log.With("component", "api"),
 	}
+	if cfg.Keystone != nil {
+		kc := *cfg.Keystone
+		if kc.Log == nil {
+			kc.Log = p.log.With("component", "keystone")
+		}
+		v, err := keystone.New(kc)
+		if err != nil {
+			return nil, err
+		}
+		apiCfg.Authenticator = neutronapi.KeystoneAuthenticator(v)
+	}
 	if cfg.DefaultFlavour == desired.FlavourOVS {
 		apiCfg.VIFType = VIFTypeOVS
 	}
@@ -186,7 +198,7 @@ func (p *parts) serve(ctx context.Context) error {
 	addrs := Addrs{API: p.ln.Addr().String(), NATS: p.bus.clientURL}
 	log.Info("bagpipe-server started", "api", addrs.API, "nats", redactURL(addrs.NATS), "embedded_nats", p.bus.emb != nil,
 		"database", redactURL(cfg.Database), "ml2_evpn", cfg.ML2EVPN, "as_numbers", fmt.Sprint(cfg.ASNumbers),
-		"default_flavour", cfg.DefaultFlavour.String(), "auth", len(cfg.Tokens) > 0)
+		"default_flavour", cfg.DefaultFlavour.String(), "auth", authMode(cfg))
 	if cfg.Started != nil {
 		cfg.Started(Control{p: p})
 	}
@@ -446,4 +458,15 @@ func redactURL(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// authMode names the API's authentication for the log.
+func authMode(cfg Config) string {
+	switch {
+	case cfg.Keystone != nil:
+		return "keystone " + redactURL(cfg.Keystone.AuthURL)
+	case len(cfg.Tokens) > 0:
+		return "static tokens"
+	}
+	return "none"
 }
