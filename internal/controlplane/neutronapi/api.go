@@ -329,7 +329,44 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request) (result, er
 
 func ok(body any) (result, error)      { return result{http.StatusOK, body}, nil }
 func created(body any) (result, error) { return result{http.StatusCreated, body}, nil }
-func noContent() (result, error)       { return result{http.StatusNoContent, nil}, nil }
+
+// createMany is a POST of one resource ({one: {...}}) or of several
+// ({many: [...]}, Neutron's bulk create), all made in one transaction:
+// every one of them or, on the first error, none.
+func createMany[T any](a *API, w http.ResponseWriter, r *http.Request, one, many string,
+	create func(*txn, Principal, body) (T, error), render func(*view, T) map[string]any) (result, error) {
+	items, bulk, aerr := readBody(w, r, a.cfg.MaxBodyBytes, one, many)
+	if aerr != nil {
+		return result{}, aerr
+	}
+	p := principalOf(r)
+	var made []T
+	var snap *model.Snapshot
+	err := a.write(r.Context(), func(tx *txn) error {
+		for _, b := range items {
+			x, err := create(tx, p, b)
+			if err != nil {
+				return err
+			}
+			made = append(made, x)
+		}
+		snap = tx.s
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	v := a.view(snap, p)
+	if !bulk {
+		return created(map[string]any{one: render(v, made[0])})
+	}
+	out := make([]any, len(made))
+	for i, x := range made {
+		out[i] = render(v, x)
+	}
+	return created(map[string]any{many: out})
+}
+func noContent() (result, error) { return result{http.StatusNoContent, nil}, nil }
 
 // routes builds the mux. Every path also gets a method-less fallback so
 // an unsupported method is answered with a Neutron error body.

@@ -70,36 +70,7 @@ func (a *API) showNetwork(w http.ResponseWriter, r *http.Request) (result, error
 }
 
 func (a *API) createNetworks(w http.ResponseWriter, r *http.Request) (result, error) {
-	items, bulk, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "network", "networks")
-	if aerr != nil {
-		return result{}, aerr
-	}
-	p := principalOf(r)
-	var made []*model.Network
-	var snap *model.Snapshot
-	err := a.write(r.Context(), func(tx *txn) error {
-		for _, b := range items {
-			n, err := a.createNetwork(tx, p, b)
-			if err != nil {
-				return err
-			}
-			made = append(made, n)
-		}
-		snap = tx.s
-		return nil
-	})
-	if err != nil {
-		return result{}, err
-	}
-	v := a.view(snap, p)
-	if !bulk {
-		return created(map[string]any{"network": v.network(made[0])})
-	}
-	out := make([]any, len(made))
-	for i, n := range made {
-		out[i] = v.network(n)
-	}
-	return created(map[string]any{"networks": out})
+	return createMany(a, w, r, "network", "networks", a.createNetwork, (*view).network)
 }
 
 // segmentReq is the provider segment a request asks for.

@@ -106,36 +106,7 @@ func (a *API) showPort(w http.ResponseWriter, r *http.Request) (result, error) {
 }
 
 func (a *API) createPorts(w http.ResponseWriter, r *http.Request) (result, error) {
-	items, bulk, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "port", "ports")
-	if aerr != nil {
-		return result{}, aerr
-	}
-	p := principalOf(r)
-	var made []*model.Port
-	var snap *model.Snapshot
-	err := a.write(r.Context(), func(tx *txn) error {
-		for _, b := range items {
-			pt, err := a.createPort(tx, p, b)
-			if err != nil {
-				return err
-			}
-			made = append(made, pt)
-		}
-		snap = tx.s
-		return nil
-	})
-	if err != nil {
-		return result{}, err
-	}
-	v := a.view(snap, p)
-	if !bulk {
-		return created(map[string]any{"port": v.port(made[0])})
-	}
-	out := make([]any, len(made))
-	for i, pt := range made {
-		out[i] = v.port(pt)
-	}
-	return created(map[string]any{"ports": out})
+	return createMany(a, w, r, "port", "ports", a.createPort, (*view).port)
 }
 
 // portOptions are the attributes a port create or update sets besides

@@ -68,36 +68,7 @@ func (a *API) showSubnet(w http.ResponseWriter, r *http.Request) (result, error)
 }
 
 func (a *API) createSubnets(w http.ResponseWriter, r *http.Request) (result, error) {
-	items, bulk, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "subnet", "subnets")
-	if aerr != nil {
-		return result{}, aerr
-	}
-	p := principalOf(r)
-	var made []*model.Subnet
-	var snap *model.Snapshot
-	err := a.write(r.Context(), func(tx *txn) error {
-		for _, b := range items {
-			sn, err := a.createSubnet(tx, p, b)
-			if err != nil {
-				return err
-			}
-			made = append(made, sn)
-		}
-		snap = tx.s
-		return nil
-	})
-	if err != nil {
-		return result{}, err
-	}
-	v := a.view(snap, p)
-	if !bulk {
-		return created(map[string]any{"subnet": v.subnet(made[0])})
-	}
-	out := make([]any, len(made))
-	for i, sn := range made {
-		out[i] = v.subnet(sn)
-	}
-	return created(map[string]any{"subnets": out})
+	return createMany(a, w, r, "subnet", "subnets", a.createSubnet, (*view).subnet)
 }
 
 // subnetOptions are the attributes of a subnet a create or update sets
