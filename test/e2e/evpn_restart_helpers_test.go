@@ -270,43 +270,57 @@ func startProcNodeOVS(t *testing.T, name string, bgpAddr netip.Addr, host *testn
 func (p *procNode) start(t *testing.T) {
 	t.Helper()
 	p.runs++
-	logPath := filepath.Join(p.dir, fmt.Sprintf("run%d.log", p.runs))
+	p.proc, p.tr, p.api = startDaemonRun(t, p.host, p.name, p.bin, p.dir, p.conf, p.env, p.apiPort, p.runs)
+}
+
+// kill ends the daemon with SIGKILL, as a crash would, and returns when it
+// is reaped: nothing of it (no instance cleanup, no BGP Cease) runs.
+func (p *procNode) kill(t *testing.T) {
+	t.Helper()
+	killDaemonRun(t, p.name, p.proc, p.tr)
+}
+
+// startDaemonRun is run number run of a bagpipe-bgp process in host's
+// namespace (procNode.start, ovsProcNode.start): bin with conf, env its
+// environment (nil for the test's), its output in run<N>.log of dir. It
+// returns once the REST API on apiPort answers, with the process, the
+// run's HTTP transport and a client of the API.
+func startDaemonRun(t *testing.T, host *testnet.Host, name, bin, dir, conf string, env []string, apiPort, run int) (*testnet.Process, *http.Transport, *client.Client) {
+	t.Helper()
+	logPath := filepath.Join(dir, fmt.Sprintf("run%d.log", run))
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		t.Fatalf("node %s: %v", p.name, err)
+		t.Fatalf("node %s: %v", name, err)
 	}
-	cmd := exec.Command(p.bin, "--config-file", p.conf)
+	cmd := exec.Command(bin, "--config-file", conf)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = p.env
-	proc, err := p.host.Start(cmd)
+	cmd.Env = env
+	proc, err := host.Start(cmd)
 	if err != nil {
 		_ = logFile.Close()
-		t.Fatalf("node %s: %v", p.name, err)
+		t.Fatalf("node %s: %v", name, err)
 	}
-	run := p.runs
 	t.Cleanup(func() {
 		if err := proc.Stop(); err != nil {
-			t.Errorf("node %s: %v", p.name, err)
+			t.Errorf("node %s: %v", name, err)
 		}
 		_ = logFile.Close()
 		if t.Failed() {
-			t.Logf("node %s, run %d (pid %d, %v): last lines of %s:\n%s", p.name, run, proc.PID(), proc.Err(), logPath, fileTail(logPath))
+			t.Logf("node %s, run %d (pid %d, %v): last lines of %s:\n%s", name, run, proc.PID(), proc.Err(), logPath, fileTail(logPath))
 		}
 	})
-	p.proc = proc
 
 	// A new transport per run: a kept-alive connection to the killed run
 	// would fail the first request of the next one.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.DialContext = p.host.Dial
+	tr.DialContext = host.Dial
 	t.Cleanup(tr.CloseIdleConnections)
-	api, err := client.New(fmt.Sprintf("http://127.0.0.1:%d", p.apiPort), client.WithHTTPClient(&http.Client{Transport: tr}),
+	api, err := client.New(fmt.Sprintf("http://127.0.0.1:%d", apiPort), client.WithHTTPClient(&http.Client{Transport: tr}),
 		client.WithTimeout(10*time.Second))
 	if err != nil {
-		t.Fatalf("node %s: REST client: %v", p.name, err)
+		t.Fatalf("node %s: REST client: %v", name, err)
 	}
-	p.tr, p.api = tr, api
 	err = waitFor(20*time.Second, func() error {
 		select {
 		case <-proc.Done():
@@ -317,23 +331,24 @@ func (p *procNode) start(t *testing.T) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("node %s, run %d: REST API does not answer: %v", p.name, run, err)
+		t.Fatalf("node %s, run %d: REST API does not answer: %v", name, run, err)
 	}
+	return proc, tr, api
 }
 
-// kill ends the daemon with SIGKILL, as a crash would, and returns when it
-// is reaped: nothing of it (no instance cleanup, no BGP Cease) runs.
-func (p *procNode) kill(t *testing.T) {
+// killDaemonRun ends proc with SIGKILL, waits for its reap and drops the
+// run's kept-alive connections.
+func killDaemonRun(t *testing.T, name string, proc *testnet.Process, tr *http.Transport) {
 	t.Helper()
-	if err := p.proc.Signal(syscall.SIGKILL); err != nil {
+	if err := proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-p.proc.Done():
+	case <-proc.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatalf("node %s (pid %d) not reaped 10 s after SIGKILL", p.name, p.proc.PID())
+		t.Fatalf("node %s (pid %d) not reaped 10 s after SIGKILL", name, proc.PID())
 	}
-	p.tr.CloseIdleConnections()
+	tr.CloseIdleConnections()
 }
 
 // fileTail is the last 8 KiB of a file, for failure messages.

@@ -7,15 +7,12 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/dataplane/ovs"
 	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
@@ -76,66 +73,13 @@ reconcile_grace_period = %[6]g
 func (p *ovsProcNode) start(t *testing.T) {
 	t.Helper()
 	p.runs++
-	logPath := filepath.Join(p.dir, fmt.Sprintf("run%d.log", p.runs))
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("node %s: %v", p.name, err)
-	}
-	cmd := exec.Command(p.bin, "--config-file", p.conf)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = p.ovs.Env()
-	proc, err := p.host.Start(cmd)
-	if err != nil {
-		_ = logFile.Close()
-		t.Fatalf("node %s: %v", p.name, err)
-	}
-	run := p.runs
-	t.Cleanup(func() {
-		if err := proc.Stop(); err != nil {
-			t.Errorf("node %s: %v", p.name, err)
-		}
-		_ = logFile.Close()
-		if t.Failed() {
-			t.Logf("node %s, run %d (pid %d, %v): last lines of %s:\n%s", p.name, run, proc.PID(), proc.Err(), logPath, fileTail(logPath))
-		}
-	})
-	p.proc = proc
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	tr.DialContext = p.host.Dial
-	t.Cleanup(tr.CloseIdleConnections)
-	api, err := client.New(fmt.Sprintf("http://127.0.0.1:%d", p.apiPort), client.WithHTTPClient(&http.Client{Transport: tr}),
-		client.WithTimeout(10*time.Second))
-	if err != nil {
-		t.Fatalf("node %s: REST client: %v", p.name, err)
-	}
-	p.tr, p.api = tr, api
-	err = waitFor(20*time.Second, func() error {
-		select {
-		case <-proc.Done():
-			return fmt.Errorf("%w: exited: %v", errHopeless, proc.Err())
-		default:
-		}
-		_, err := api.Ping(t.Context())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("node %s, run %d: REST API does not answer: %v", p.name, run, err)
-	}
+	p.proc, p.tr, p.api = startDaemonRun(t, p.host, p.name, p.bin, p.dir, p.conf, p.ovs.Env(), p.apiPort, p.runs)
 }
 
 // kill ends the daemon with SIGKILL and waits for its reap.
 func (p *ovsProcNode) kill(t *testing.T) {
 	t.Helper()
-	if err := p.proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.proc.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("node %s (pid %d) not reaped 10 s after SIGKILL", p.name, p.proc.PID())
-	}
-	p.tr.CloseIdleConnections()
+	killDaemonRun(t, p.name, p.proc, p.tr)
 }
 
 // ovsHostFor adds host name to tn with its own OVS, uplink bridge and an
