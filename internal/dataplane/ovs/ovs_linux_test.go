@@ -675,17 +675,7 @@ func TestOVSMPLSEndToEnd(t *testing.T) {
 			b := newOVSHost(t, n, "b", "192.0.2.2/24", "02:00:00:00:02:01", "203.0.113.2/24")
 			vrfs := map[*ovsHost]*vrf{}
 			for _, s := range []*ovsHost{a, b} {
-				up, err := s.ovs.PlugUplink(ctx, "br-mpls")
-				if err != nil {
-					t.Fatal(err)
-				}
-				// The underlay through br-mpls (not the driver's: no cookie):
-				// the host's own traffic out, the rest in.
-				if err := s.ovs.AddFlows(ctx, "br-mpls",
-					fmt.Sprintf("table=0,priority=100,in_port=LOCAL,actions=output:%d", up),
-					fmt.Sprintf("table=0,priority=100,in_port=%d,actions=LOCAL", up)); err != nil {
-					t.Fatal(err)
-				}
+				s.underlayThroughBridge(t)
 				o := DefaultOptions()
 				o.ARPResponder = true
 				tc.opts(&o)
@@ -1113,15 +1103,7 @@ func TestOVSMPLSEndToEndIPv6(t *testing.T) {
 	vrfs := map[*ovsHost]*vrf{}
 	gws := map[*ovsHost]string{a: "2001:db8:1::1/64", b: "2001:db8:2::1/64"}
 	for _, s := range []*ovsHost{a, b} {
-		up, err := s.ovs.PlugUplink(ctx, "br-mpls")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.ovs.AddFlows(ctx, "br-mpls",
-			fmt.Sprintf("table=0,priority=100,in_port=LOCAL,actions=output:%d", up),
-			fmt.Sprintf("table=0,priority=100,in_port=%d,actions=LOCAL", up)); err != nil {
-			t.Fatal(err)
-		}
+		s.underlayThroughBridge(t)
 		o := DefaultOptions()
 		o.ARPResponder = true
 		d := s.driver(t, o)
@@ -1435,5 +1417,22 @@ func TestOVSRestartPreserves(t *testing.T) {
 	}
 	if res := out.String(); !strings.Contains(res, "120 packets transmitted, 120 received, 0% packet loss") {
 		t.Errorf("echoes lost across the restart:\n%s", res[max(0, len(res)-400):])
+	}
+}
+
+// underlayThroughBridge plugs the host's uplink into br-mpls and carries
+// the underlay through it (flows that are not the driver's: no cookie):
+// the host's own traffic out, the rest in.
+func (h *ovsHost) underlayThroughBridge(t *testing.T) {
+	t.Helper()
+	ctx := t.Context()
+	up, err := h.ovs.PlugUplink(ctx, "br-mpls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ovs.AddFlows(ctx, "br-mpls",
+		fmt.Sprintf("table=0,priority=100,in_port=LOCAL,actions=output:%d", up),
+		fmt.Sprintf("table=0,priority=100,in_port=%d,actions=LOCAL", up)); err != nil {
+		t.Fatal(err)
 	}
 }
