@@ -59,7 +59,7 @@ func FuzzRouteFromNLRI(f *testing.F) {
 			}
 			return
 		}
-		if CheckLabels(nlri) != nil {
+		if CheckRewritable(nlri) != nil {
 			// Refused on receipt (a label GoBGP cannot write back).
 			return
 		}

@@ -206,12 +206,17 @@ func ExtendedCommunities(ecs ...gb.ExtendedCommunityInterface) gb.PathAttributeI
 	return gb.NewPathAttributeExtendedCommunities(ecs)
 }
 
-// CheckLabels reports a VPN NLRI whose MPLS label stack GoBGP's encoder
-// would not write back as received: a label of value 0 or 0x80000 above the
+// CheckRewritable reports a received NLRI that GoBGP's encoder would not
+// write back as received, so that it must not be re-advertised: an RTC NLRI
+// whose route target does not survive (checkMembershipTarget), or a VPN NLRI
+// whose MPLS label stack does not: a label of value 0 or 0x80000 above the
 // bottom of the stack is written as the all-zero or withdraw pattern, which
 // ends the stack when decoded (the TC bits that made the received entry
-// different are not kept). A receiver must not re-advertise such a route.
-func CheckLabels(nlri gb.NLRI) error {
+// different are not kept).
+func CheckRewritable(nlri gb.NLRI) error {
+	if rtc, ok := nlri.(*gb.RouteTargetMembershipNLRI); ok {
+		return checkMembershipTarget(rtc)
+	}
 	n, ok := nlri.(*gb.LabeledVPNIPAddrPrefix)
 	if !ok {
 		return nil
@@ -221,6 +226,25 @@ func CheckLabels(nlri gb.NLRI) error {
 		if ls[i] == 0 || ls[i] == gb.WITHDRAW_LABEL>>4 {
 			return fmt.Errorf("MPLS label %d at depth %d of %d cannot be encoded above the bottom of the stack", ls[i], i, len(ls))
 		}
+	}
+	return nil
+}
+
+// checkMembershipTarget reports an RTC NLRI whose route target GoBGP reads
+// but would write back as octets it cannot read: an E-VPN multicast-flags
+// community with only unknown flags is decoded without them and written with
+// flags 0, which no GoBGP-based receiver accepts, so reflecting it would
+// reset the sessions of every peer it goes to.
+func checkMembershipTarget(n *gb.RouteTargetMembershipNLRI) error {
+	if n.RouteTarget == nil {
+		return nil
+	}
+	b, err := n.RouteTarget.Serialize()
+	if err != nil {
+		return fmt.Errorf("route target %s of an RTC NLRI cannot be encoded: %w", n.RouteTarget, err)
+	}
+	if _, err := gb.ParseExtended(b); err != nil {
+		return fmt.Errorf("route target of an RTC NLRI would be re-encoded as % x, which does not decode: %w", b, err)
 	}
 	return nil
 }

@@ -453,12 +453,13 @@ func (s *ribSync) changes(upd *gb.BGPUpdate, in inUpdate) (cs []engine.Change, s
 // unusableNLRI says why a received NLRI can be neither used nor sent on:
 // a link-local next hop is no tunnel endpoint (FRR sends its fe80:: as the
 // global VPNv6 next hop unless a route map sets one), and some label stacks
-// GoBGP would not write back as received (bgp.CheckLabels).
+// and RTC route targets GoBGP would not write back as received
+// (bgp.CheckRewritable).
 func unusableNLRI(nlri gb.NLRI, nh netip.Addr) error {
 	if nh.IsLinkLocalUnicast() {
 		return fmt.Errorf("link-local next hop %s", nh)
 	}
-	return bgp.CheckLabels(nlri)
+	return bgp.CheckRewritable(nlri)
 }
 
 // shareAttrs returns the cached attribute set equal to a, or caches a: all

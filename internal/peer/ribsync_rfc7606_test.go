@@ -307,6 +307,30 @@ func rfc7606Cases() []rfcCase {
 					t.Errorf("changes %v, want the odd NLRI withdrawn and the other advertised", cs)
 				}
 			}},
+		{name: "rtc_route_target_not_rewritable_withdrawn", fams: []bgp.Family{bgp.FamilyVPNv4, bgp.FamilyRTC}, act: actNLRI,
+			msg: func(t testing.TB, f *rfcFixture) []byte {
+				// An RTC NLRI carrying an E-VPN multicast-flags community
+				// whose only flag (0x04) GoBGP does not know: GoBGP decodes
+				// it without the flag and would write flags 0, which it
+				// refuses to decode. Found by FuzzReceivedUpdate.
+				odd := gb.NewRouteTargetMembershipNLRI(65000, &gb.MulticastFlagsExtended{IsIGMPProxy: true})
+				good := gb.NewRouteTargetMembershipNLRI(65000, rsRT1.ExtendedCommunity())
+				b := rsUpdate(t, append([]gb.PathAttributeInterface{rsReach(t, bgp.FamilyRTC, rsPeer, odd, good)}, rsPeerAttrs()...)...)
+				i := bytes.Index(b, []byte{0x06, 0x09, 0x00, 0x01})
+				if i < 0 {
+					t.Fatalf("multicast-flags community not found in % x", b)
+				}
+				b[i+3] = 0x04
+				return b
+			},
+			check: func(t *testing.T, cs []engine.Change) {
+				if len(cs) != 2 || cs[0].Type != engine.Withdraw || cs[1].Type != engine.Advertise {
+					t.Fatalf("changes %v, want the odd NLRI withdrawn and the other advertised", cs)
+				}
+				if cs[1].Route.Family() != bgp.FamilyRTC {
+					t.Errorf("advertised %v", cs[1].Route)
+				}
+			}},
 		{name: "extcomm_unknown_evpn_subtype_kept", act: actAccept,
 			msg: func(t testing.TB, f *rfcFixture) []byte {
 				return rsUpdate(t, f.with(t, gb.BGP_ATTR_TYPE_EXTENDED_COMMUNITIES, unknownEVPNComms())...)
