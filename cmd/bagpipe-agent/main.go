@@ -19,6 +19,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/agent"
+	"github.com/bagpipe-go/bagpipe/internal/agent/ovsplumb"
 	"github.com/bagpipe-go/bagpipe/internal/cmdline"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 )
@@ -37,6 +38,8 @@ func main() {
 type options struct {
 	host, bgpURL, natsURL, natsUser, natsPassword string
 	flavour, logLevel                             string
+	ovsVLANs, ovsIntBridge, ovsTunBridge          string
+	ovsMPLSBridge                                 string
 	pingInterval, sweepInterval                   time.Duration
 	version                                       bool
 }
@@ -52,6 +55,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.natsUser, "nats-user", "", "NATS user name (the host's agent credential)")
 	fs.StringVar(&o.natsPassword, "nats-password", "", "NATS password (prefer the BAGPIPE_NATS_PASSWORD environment variable: a command line is visible to all)")
 	fs.StringVar(&o.flavour, "flavour", string(agent.LinuxBridge), "how ports are plugged: linuxbridge or ovs")
+	fs.StringVar(&o.ovsVLANs, "ovs-vlans", string(ovsplumb.ModeOwn),
+		"ovs flavour: own (the agent gives each network its local VLAN, tags the br-int ports by iface-id and installs br-tun's base flows) or neutron (read-only: the Neutron OVS agent's VLANs)")
+	fs.StringVar(&o.ovsIntBridge, "ovs-int-bridge", ovsplumb.DefaultIntBridge, "ovs flavour: the integration bridge (the VMs' ports)")
+	fs.StringVar(&o.ovsTunBridge, "ovs-tun-bridge", ovsplumb.DefaultTunBridge, "ovs flavour: the tunnel bridge (patch-int to the integration bridge)")
+	fs.StringVar(&o.ovsMPLSBridge, "ovs-mpls-bridge", ovsplumb.DefaultMPLSBridge, "ovs flavour: bagpipe-bgp's IP-VPN bridge")
 	fs.DurationVar(&o.pingInterval, "ping-interval", agent.DefaultPingInterval, "pause between pings of bagpipe-bgp (restart detection)")
 	fs.DurationVar(&o.sweepInterval, "sweep-interval", agent.DefaultSweepInterval, "period of the comparison with bagpipe-bgp's looking glass; 0 disables it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -77,6 +85,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if _, err := parseLevel(o.logLevel); err != nil {
 		return nil, err
 	}
+	if err := o.checkOVS(); err != nil {
+		return nil, err
+	}
 	if o.pingInterval <= 0 {
 		return nil, fmt.Errorf("-ping-interval %v: must be positive", o.pingInterval)
 	}
@@ -84,6 +95,28 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-sweep-interval %v: must not be negative", o.sweepInterval)
 	}
 	return o, nil
+}
+
+// checkOVS checks the OVS flags (whatever the flavour: a bad value is
+// a mistake either way).
+func (o *options) checkOVS() error {
+	if _, err := ovsplumb.ParseMode(o.ovsVLANs); err != nil {
+		return fmt.Errorf("-ovs-vlans: %w", err)
+	}
+	bridges := []struct{ flag, name string }{
+		{"-ovs-int-bridge", o.ovsIntBridge}, {"-ovs-tun-bridge", o.ovsTunBridge}, {"-ovs-mpls-bridge", o.ovsMPLSBridge},
+	}
+	for i, b := range bridges {
+		if err := ovsplumb.CheckName(b.name); err != nil {
+			return fmt.Errorf("%s %q: %w", b.flag, b.name, err)
+		}
+		for _, other := range bridges[:i] {
+			if other.name == b.name {
+				return fmt.Errorf("%s and %s are both %q: the bridges must differ", other.flag, b.flag, b.name)
+			}
+		}
+	}
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -145,8 +178,15 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		cfg.SweepInterval = -1 // the flag's 0 disables
 	}
 	if cfg.Flavour == agent.OVS {
-		log.Warn("the ovs flavour has no OVS plumbing yet: OVS attachments stay pending")
-		cfg.OVSPorts = agent.NoOVSPlumbing
+		p, err := ovsplumb.New(ovsplumb.Config{
+			VLANs:     ovsplumb.Mode(o.ovsVLANs),
+			IntBridge: o.ovsIntBridge, TunBridge: o.ovsTunBridge, MPLSBridge: o.ovsMPLSBridge,
+		}, log.With("component", "ovs"))
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		cfg.OVSPorts, cfg.Plumbing = p.Facts, p
 	}
 	ag, err := agent.New(cfg)
 	if err != nil {
@@ -157,7 +197,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	defer sub.Close()
-	log.Info("bagpipe-agent started", "host", o.host, "bagpipe_bgp", o.bgpURL, "nats", redact(o.natsURL), "flavour", o.flavour)
+	if cfg.Flavour == agent.OVS {
+		log.Info("bagpipe-agent started", "host", o.host, "bagpipe_bgp", o.bgpURL, "nats", redact(o.natsURL), "flavour", o.flavour,
+			"ovs_vlans", o.ovsVLANs, "int_bridge", o.ovsIntBridge, "tun_bridge", o.ovsTunBridge, "mpls_bridge", o.ovsMPLSBridge)
+	} else {
+		log.Info("bagpipe-agent started", "host", o.host, "bagpipe_bgp", o.bgpURL, "nats", redact(o.natsURL), "flavour", o.flavour)
+	}
 	return ag.Run(ctx, sub)
 }
 

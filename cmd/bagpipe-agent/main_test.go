@@ -51,6 +51,18 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d; stderr %q", name, code, want, stderr.String())
 		}
 	}
+	// Bad OVS flags: the error names the flag.
+	for flag, args := range map[string][]string{
+		"-ovs-vlans":       {"-flavour", "ovs", "-ovs-vlans", "mine"},
+		"-ovs-int-bridge":  {"-flavour", "ovs", "-ovs-int-bridge", ""},
+		"-ovs-mpls-bridge": {"-flavour", "ovs", "-ovs-mpls-bridge", "br,mpls"},
+		"-ovs-tun-bridge":  {"-flavour", "ovs", "-ovs-tun-bridge", "br-int"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(t.Context(), args, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), flag) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and an error naming %s", args, code, stderr.String(), flag)
+		}
+	}
 	if got := redact("nats://agent:secret@10.0.0.1:4222,nats://10.0.0.2:4222"); got != "nats://***@10.0.0.1:4222,nats://10.0.0.2:4222" {
 		t.Errorf("redact: %q", got)
 	}

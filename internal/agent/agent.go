@@ -18,6 +18,12 @@
 // again (bagpipe-bgp takes a repeated attach as a refresh), and what
 // bagpipe-bgp's looking glass shows beyond the desired state (left by
 // this agent before it restarted) is detached: see Config.SweepInterval.
+//
+// On OVS hosts, Config.Plumbing prepares OVS (patch ports, local VLANs,
+// br-tun's gateway redirection) before the bodies are built and at every
+// ping tick; while it fails, the OVS attachments stay pending with its
+// error. After the detaches of each pass it is told which networks are
+// still in use, so that it forgets the others.
 package agent
 
 import (
@@ -68,6 +74,19 @@ type Bus interface {
 	PublishStatus(bus.Status) error
 }
 
+// Plumbing prepares the host's OVS for the desired state (OVS flavour).
+type Plumbing interface {
+	// Prepare runs with every new desired state, before the attach bodies are
+	// built, and again at every PingInterval tick (drift repair: vswitchd
+	// restart, flows deleted by someone). An error keeps the OVS attachments
+	// pending (their bodies fail with it) and is retried.
+	Prepare(ctx context.Context, st *model.HostState) error
+	// Release runs after each pass with the networks that still have desired
+	// or applied attachments on this host; the plumbing forgets every other
+	// network (its gateway flows, and in own mode its VLAN).
+	Release(ctx context.Context, inUse map[string]bool) error
+}
+
 // Config configures an Agent.
 type Config struct {
 	// Host is this compute node's name, as ports are bound to it.
@@ -76,6 +95,9 @@ type Config struct {
 	// (required with OVS).
 	Flavour  Flavour
 	OVSPorts OVSPortsFunc
+	// Plumbing prepares OVS before the bodies are built; nil: nothing
+	// prepared (linuxbridge flavour, tests with fake facts).
+	Plumbing Plumbing
 	// BGP is the local bagpipe-bgp.
 	BGP BGP
 	// PingInterval is the pause between pings of bagpipe-bgp; 0 means
@@ -112,16 +134,20 @@ type Agent struct {
 	// Only Run's goroutine uses the fields below.
 	generation uint64 // of the desired state; 0: none received
 	haveState  bool
-	desired    map[model.AttachmentKey]*want
-	applied    map[model.AttachmentKey]*applied
-	retries    map[model.AttachmentKey]*retry
-	up         bool     // last ping succeeded
-	pingValue  *big.Int // last value answered; nil before the first
-	pingSoon   bool     // a call failed to reach bagpipe-bgp
-	sweepDue   bool
-	lastErr    string
-	lastSent   *bus.Status // last status published
-	ovsMemo    map[string]netFacts
+	state      *model.HostState // the last desired state
+	// prepErr is the error of the last Plumbing.Prepare (nil: prepared,
+	// or no plumbing); the OVS attachments fail with it.
+	prepErr   error
+	desired   map[model.AttachmentKey]*want
+	applied   map[model.AttachmentKey]*applied
+	retries   map[model.AttachmentKey]*retry
+	up        bool     // last ping succeeded
+	pingValue *big.Int // last value answered; nil before the first
+	pingSoon  bool     // a call failed to reach bagpipe-bgp
+	sweepDue  bool
+	lastErr   string
+	lastSent  *bus.Status // last status published
+	ovsMemo   map[string]netFacts
 }
 
 // want is a desired attachment and the request it makes on this host.
@@ -134,9 +160,10 @@ type want struct {
 
 // applied is an attachment bagpipe-bgp has, as sent.
 type applied struct {
-	req    client.AttachRequest
-	body   string
-	portID string // "" for an endpoint found in the looking glass
+	req     client.AttachRequest
+	body    string
+	portID  string // "" for an endpoint found in the looking glass
+	network string // "" for an endpoint found in the looking glass
 }
 
 // retry is the backoff of a failing key.
@@ -241,6 +268,11 @@ func (ag *Agent) Run(ctx context.Context, b Bus) error {
 			ag.setDesired(ctx, st)
 		case <-ping.C:
 			ag.ping(ctx)
+			if ag.cfg.Plumbing != nil && ag.haveState {
+				// Drift repair: OVS may have lost what was prepared.
+				ag.prepare(ctx)
+				ag.rebuild(ctx, false)
+			}
 		case <-retryT.C:
 		case <-sweepC:
 			ag.sweepDue = true
@@ -296,6 +328,39 @@ func (ag *Agent) setDesired(ctx context.Context, st *model.HostState) {
 	ag.log.Info("desired state", "generation", st.Generation, "attachments", len(st.Attachments))
 	ag.generation = st.Generation
 	ag.haveState = true
+	ag.state = st
+	ag.prepare(ctx)
+	ag.rebuild(ctx, true)
+}
+
+// prepare runs the plumbing's Prepare on the last desired state and
+// records its error.
+func (ag *Agent) prepare(ctx context.Context) {
+	if ag.cfg.Plumbing == nil || ag.state == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, ag.cfg.CallTimeout)
+	err := ag.cfg.Plumbing.Prepare(cctx, ag.state)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if ag.prepErr == nil || ag.prepErr.Error() != err.Error() {
+			ag.log.Warn("OVS not prepared: OVS attachments stay pending", "error", err)
+		}
+		ag.lastErr = "prepare: " + err.Error()
+	case err == nil && ag.prepErr != nil:
+		ag.log.Info("OVS prepared")
+	}
+	ag.prepErr = err
+}
+
+// rebuild computes the requests of the last desired state; fresh says
+// the state is new (its oddities are then logged).
+func (ag *Agent) rebuild(ctx context.Context, fresh bool) {
+	st := ag.state
+	if st == nil {
+		return
+	}
 	// One OVS lookup per network for the whole state.
 	ag.ovsMemo = map[string]netFacts{}
 	defer func() { ag.ovsMemo = nil }()
@@ -304,6 +369,9 @@ func (ag *Agent) setDesired(ctx context.Context, st *model.HostState) {
 		a := st.Attachments[i]
 		k := a.Key()
 		if _, dup := next[k]; dup {
+			if !fresh {
+				continue
+			}
 			ag.log.Warn("attachment listed twice in the desired state: first kept",
 				"vpn_instance_id", k.VPNInstanceID, "mac", k.MACAddress, "ip", k.IPAddress)
 			continue
@@ -345,6 +413,7 @@ func (ag *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	now := time.Now()
+	prepared := false // Prepare retried in this pass
 	for _, k := range ag.toDetach() {
 		if ctx.Err() != nil || !ag.due(k, now) {
 			continue
@@ -358,13 +427,19 @@ func (ag *Agent) reconcile(ctx context.Context) {
 		delete(ag.applied, k)
 		delete(ag.retries, k)
 	}
+	ag.release(ctx)
 	for _, k := range ag.toAttach() {
 		if ctx.Err() != nil || !ag.due(k, now) {
 			continue
 		}
 		w := ag.desired[k]
 		if w.err != nil {
-			// Host facts were missing: try building again.
+			// Host facts were missing: try building again, after
+			// preparing OVS again if that failed.
+			if ag.prepErr != nil && !prepared {
+				prepared = true
+				ag.prepare(ctx)
+			}
 			*w = *ag.build(ctx, w.att)
 			if w.err != nil {
 				ag.failed(k, "attach", w.err)
@@ -380,11 +455,35 @@ func (ag *Agent) reconcile(ctx context.Context) {
 			ag.pingSoon = ag.pingSoon || unanswered(err)
 			continue
 		}
-		ag.applied[k] = &applied{req: w.req, body: w.body, portID: w.att.PortID}
+		ag.applied[k] = &applied{req: w.req, body: w.body, portID: w.att.PortID, network: w.att.NetworkID}
 		delete(ag.retries, k)
 	}
 	if ag.pending() == 0 {
 		ag.lastErr = ""
+	}
+}
+
+// release tells the plumbing which networks still have desired or
+// applied attachments, once a desired state is known (before, every
+// network would look unused).
+func (ag *Agent) release(ctx context.Context) {
+	if ag.cfg.Plumbing == nil || !ag.haveState || ctx.Err() != nil {
+		return
+	}
+	inUse := map[string]bool{}
+	for _, w := range ag.desired {
+		inUse[w.att.NetworkID] = true
+	}
+	for _, ap := range ag.applied {
+		if ap.network != "" {
+			inUse[ap.network] = true
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, ag.cfg.CallTimeout)
+	defer cancel()
+	if err := ag.cfg.Plumbing.Release(cctx, inUse); err != nil && ctx.Err() == nil {
+		ag.log.Warn("OVS plumbing of unused networks not released: will retry", "error", err)
+		ag.lastErr = "release: " + err.Error()
 	}
 }
 

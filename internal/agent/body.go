@@ -163,6 +163,10 @@ type netFacts struct {
 // ovsPorts asks the OVS facts of a network, once per network while
 // ovsMemo is set (during the processing of one desired state).
 func (ag *Agent) ovsPorts(ctx context.Context, network string) (int, int, int, error) {
+	if ag.prepErr != nil {
+		// OVS is not prepared: its facts would be stale or missing.
+		return 0, 0, 0, ag.prepErr
+	}
 	if f, ok := ag.ovsMemo[network]; ok {
 		return f.vlan, f.toTun, f.toInt, f.err
 	}

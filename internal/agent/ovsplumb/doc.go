@@ -1,0 +1,41 @@
+// Package ovsplumb prepares a compute node's Open vSwitch for bagpipe-agent's
+// OVS flavour (control-plane §4.2, dataplanes §5.5): it links br-tun and
+// br-int to bagpipe-bgp's br-mpls with patch ports, gives each network with
+// attachments on the host its local VLAN (allocating and tagging them
+// itself, or reading the Neutron OVS agent's), and keeps br-tun's gateway
+// redirection flows, which send a network's traffic for its gateway to
+// br-mpls, in line with the host's desired state. It provides the facts the
+// agent puts in the attach bodies: the network's VLAN and br-mpls's patch
+// port numbers.
+//
+// What the original's OVS agent extension does, and what this package does
+// differently:
+//
+//   - Flows carry one fixed cookie (Cookie), so that a restarted agent
+//     finds its own flows. Every Prepare compares the flows wanted with a
+//     dump of the flows carrying the cookie and changes only the
+//     difference, in one OpenFlow bundle: a repeated Prepare costs one
+//     OVSDB read and one dump, and a redirect whose network left is deleted
+//     (the original's strict delete without dl_dst matched nothing and left
+//     them behind). Flows lost to an ovs-vswitchd restart come back at the
+//     next Prepare, which the agent runs periodically.
+//   - The router MAC redirect follows the desired state: a router
+//     interface that appears after the association replaces the ARP
+//     responder at the next Prepare (the original changed it only on
+//     association events).
+//   - In own mode (ModeOwn, no Neutron OVS agent on the host), the VLAN map
+//     lives in OVSDB only, in the Neutron agent's format (Port.tag and
+//     Port.other_config net_uuid, network_type, physical_network,
+//     segmentation_id, tag), so that a restart restores it. A network's
+//     VLAN is released only when nothing of the network is desired or
+//     applied any more (Release): bagpipe-bgp's flows still name it until
+//     the last detach, and reusing it earlier would let traffic cross
+//     between networks. A released VLAN is reused last.
+//   - A missing bridge is an error of Prepare (the attachments stay
+//     pending and Prepare is retried), not the end of the process.
+//
+// OVS is reached with ovs-vsctl and ovs-ofctl as child processes, with the
+// process environment (OVS_RUNDIR and the like), as bagpipe-bgp's OVS
+// drivers reach it. br-tun is spoken to in OpenFlow 1.3, which the Neutron
+// agent leaves enabled on it.
+package ovsplumb

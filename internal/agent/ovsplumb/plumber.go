@@ -1,0 +1,483 @@
+package ovsplumb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+)
+
+// ofportPoll is the pause between reads while ovs-vswitchd numbers new
+// ports.
+const ofportPoll = 50 * time.Millisecond
+
+// Plumber prepares the host's OVS for the agent (see the package doc). Its
+// methods may be called from several goroutines; they run one at a time.
+type Plumber struct {
+	cfg Config
+	log *slog.Logger
+	run *runner
+
+	mu sync.Mutex // guards the following
+	// vlans is own mode's VLAN map, restored from OVSDB at the first
+	// Prepare; nil before.
+	vlans *vlanTable
+	// facts are what the last Prepare found; nil before the first.
+	facts *facts
+	// base and netFlows are the flows wanted on br-tun after the last
+	// Prepare or Release: the base ones and each network's.
+	base     []flow
+	netFlows map[string][]flow
+	ports    tunPorts
+}
+
+// facts are the answers of Facts.
+type facts struct {
+	// err, when set, is why nothing is known (the last Prepare failed).
+	err          error
+	toTun, toInt int
+	vlans        map[string]int
+	// vlanErrs are the networks whose VLAN is unknown, with why (neutron
+	// mode).
+	vlanErrs map[string]error
+}
+
+// New returns a plumber; it reaches OVS only when used.
+func New(cfg Config, log *slog.Logger) (*Plumber, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("ovs plumbing: %w", err)
+	}
+	for _, bin := range []*string{&cfg.VsctlPath, &cfg.OfctlPath} {
+		path, err := exec.LookPath(*bin)
+		if err != nil {
+			return nil, fmt.Errorf("ovs plumbing: %s not found (install Open vSwitch): %w", *bin, err)
+		}
+		*bin = path
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Plumber{cfg: cfg, log: log, run: newRunner(cfg), netFlows: map[string][]flow{}}, nil
+}
+
+// Close releases nothing (every OVS command is a process of its own); it
+// is there so that a plumber can be closed like other resources.
+func (p *Plumber) Close() {}
+
+// Mode is the plumber's VLAN mode.
+func (p *Plumber) Mode() Mode { return p.cfg.VLANs }
+
+// Prepare makes OVS ready for st (control-plane §4.2, dataplanes §5.5):
+// the patch ports between br-tun, br-mpls and br-int and br-mpls's secure
+// fail mode; the local VLAN of each network with attachments here (own
+// mode: allocated, and the network's br-int ports tagged; neutron mode:
+// read); br-tun's flows: the base ones, and the gateway redirection of
+// each network with an l3 association and attachments here. Only what
+// differs from what OVS has is written: with nothing to change, Prepare
+// costs one OVSDB read and one flow dump. An error leaves Facts failing
+// with it; the next Prepare starts afresh.
+func (p *Plumber) Prepare(ctx context.Context, st *model.HostState) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, err := p.prepare(ctx, st)
+	if err != nil {
+		err = fmt.Errorf("ovs plumbing: %w", err)
+		p.facts = &facts{err: err}
+		return err
+	}
+	p.facts = f
+	return nil
+}
+
+func (p *Plumber) prepare(ctx context.Context, st *model.HostState) (*facts, error) {
+	s, err := p.readState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, tp, f, err := p.setup(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	nets := networksOf(st)
+	switch p.cfg.VLANs {
+	case ModeOwn:
+		if f.vlans, err = p.ownVLANs(ctx, s, nets); err != nil {
+			return nil, err
+		}
+	case ModeNeutron:
+		f.vlans, f.vlanErrs = neutronVLANs(s.bridgePorts(p.cfg.IntBridge))
+	}
+	netFlows := map[string][]flow{}
+	for _, id := range slices.Sorted(maps.Keys(nets)) {
+		n := nets[id]
+		vlan, ok := f.vlans[id]
+		if !n.hasL3 || !ok {
+			continue
+		}
+		netFlows[id] = networkFlows(tp, p.netPlumb(id, n, vlan))
+	}
+	p.ports, p.base, p.netFlows = tp, baseFlows(tp, p.cfg.VLANs == ModeOwn), netFlows
+	if err := p.syncFlows(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// setup checks the bridges and Neutron's patch port, adds or repairs the
+// plumber's patch ports and br-mpls's fail mode, and reads the port
+// numbers, waiting (bounded) for ovs-vswitchd to number new ports. It
+// returns the state as last read.
+func (p *Plumber) setup(ctx context.Context, s *ovsState) (*ovsState, tunPorts, *facts, error) {
+	c := p.cfg
+	for _, br := range []string{c.IntBridge, c.TunBridge, c.MPLSBridge} {
+		if s.bridges[br] == nil {
+			return nil, tunPorts{}, nil, fmt.Errorf("OVS bridge %s not found", br)
+		}
+	}
+	if pi := s.ports[c.PatchInt]; pi == nil || pi.bridge != c.TunBridge || pi.iface == nil || pi.iface.typ != "patch" {
+		return nil, tunPorts{}, nil, fmt.Errorf("patch port %s (to %s) not found on %s", c.PatchInt, c.IntBridge, c.TunBridge)
+	}
+	var args []string
+	for _, pp := range []struct{ bridge, name, peer string }{
+		{c.TunBridge, c.TunToMPLS, c.MPLSToTun}, {c.MPLSBridge, c.MPLSToTun, c.TunToMPLS},
+		{c.MPLSBridge, c.MPLSToInt, c.IntToMPLS}, {c.IntBridge, c.IntToMPLS, c.MPLSToInt},
+	} {
+		pr := s.ports[pp.name]
+		if pr != nil && pr.bridge != "" && pr.bridge != pp.bridge {
+			return nil, tunPorts{}, nil, fmt.Errorf("port %s is on bridge %s, not %s", pp.name, pr.bridge, pp.bridge)
+		}
+		if pr != nil && pr.bridge == pp.bridge && pr.iface != nil && pr.iface.typ == "patch" &&
+			pr.iface.options["peer"] == pp.peer && pr.externalIDs[OwnerKey] == OwnerAgent {
+			continue
+		}
+		args = append(args, "--", "--may-exist", "add-port", pp.bridge, pp.name,
+			"--", "set", "Interface", pp.name, "type=patch", "options:peer="+pp.peer,
+			"--", "set", "Port", pp.name, "external_ids:"+OwnerKey+"="+OwnerAgent)
+	}
+	if s.bridges[c.MPLSBridge].failMode != "secure" {
+		// With a NORMAL br-mpls, br-int → br-mpls → br-tun → br-int would
+		// loop broadcasts.
+		args = append(args, "--", "set", "Bridge", c.MPLSBridge, "fail_mode=secure")
+	}
+	if len(args) > 0 {
+		p.log.Info("setting up the OVS patch ports", "int_bridge", c.IntBridge, "tun_bridge", c.TunBridge, "mpls_bridge", c.MPLSBridge)
+		if err := p.run.vsctlWrite(ctx, args...); err != nil {
+			return nil, tunPorts{}, nil, fmt.Errorf("set up the patch ports: %w", err)
+		}
+	}
+	deadline := time.Now().Add(c.Timeout)
+	for first := len(args) == 0; ; first = false {
+		if !first {
+			var err error
+			if s, err = p.readState(ctx); err != nil {
+				return nil, tunPorts{}, nil, err
+			}
+		}
+		ofport := func(name string) int {
+			if pr := s.ports[name]; pr != nil && pr.iface != nil {
+				return pr.iface.ofport
+			}
+			return -1
+		}
+		tp := tunPorts{patchInt: ofport(c.PatchInt), tunToMPLS: ofport(c.TunToMPLS)}
+		f := &facts{toTun: ofport(c.MPLSToTun), toInt: ofport(c.MPLSToInt)}
+		if tp.patchInt > 0 && tp.tunToMPLS > 0 && f.toTun > 0 && f.toInt > 0 {
+			return s, tp, f, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, tunPorts{}, nil, fmt.Errorf("ovs-vswitchd gave no port number to %s (%d), %s (%d), %s (%d) or %s (%d) within %v",
+				c.PatchInt, tp.patchInt, c.TunToMPLS, tp.tunToMPLS, c.MPLSToTun, f.toTun, c.MPLSToInt, f.toInt, c.Timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, tunPorts{}, nil, ctx.Err()
+		case <-time.After(ofportPoll):
+		}
+	}
+}
+
+// netNeed is what the desired state says of one network.
+type netNeed struct {
+	hasL3      bool
+	vni        int
+	gatewayIP  string
+	gatewayMAC string
+	ports      map[string]bool // ids of the ports with attachments
+}
+
+// networksOf lists the networks with attachments in st.
+func networksOf(st *model.HostState) map[string]*netNeed {
+	nets := map[string]*netNeed{}
+	if st == nil {
+		return nets
+	}
+	for _, a := range st.Attachments {
+		if a.NetworkID == "" {
+			continue
+		}
+		n := nets[a.NetworkID]
+		if n == nil {
+			n = &netNeed{ports: map[string]bool{}}
+			nets[a.NetworkID] = n
+		}
+		if a.PortID != "" {
+			n.ports[a.PortID] = true
+		}
+		if n.vni == 0 && a.VPNType == model.VPNTypeEVPN {
+			n.vni = a.VNI
+		}
+		n.gatewayIP = cmpOr(n.gatewayIP, a.GatewayIP)
+		n.gatewayMAC = cmpOr(n.gatewayMAC, a.GatewayMAC)
+	}
+	for _, ni := range st.Networks {
+		n := nets[ni.NetworkID]
+		if n == nil {
+			continue // no attachment here: nothing to prepare
+		}
+		n.hasL3 = ni.HasL3
+		if ni.VNI != 0 {
+			n.vni = ni.VNI
+		}
+		// The network's facts win over the attachments'.
+		n.gatewayIP = cmpOr(ni.GatewayIP, n.gatewayIP)
+		n.gatewayMAC = cmpOr(ni.GatewayMAC, n.gatewayMAC)
+	}
+	return nets
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// netPlumb validates a network's gateway facts for its flows: what does
+// not parse is left out (a bad gateway MAC means no router redirect, and
+// the ARP responder instead), with a warning.
+func (p *Plumber) netPlumb(id string, n *netNeed, vlan int) netPlumb {
+	np := netPlumb{vlan: vlan}
+	if n.gatewayIP != "" {
+		ip, err := netip.ParseAddr(n.gatewayIP)
+		if err != nil {
+			p.log.Warn("gateway IP of network unusable", "network", id, "gateway_ip", n.gatewayIP, "error", err)
+		} else {
+			np.gatewayIP = ip.Unmap()
+		}
+	}
+	if n.gatewayMAC != "" {
+		mac, err := net.ParseMAC(n.gatewayMAC)
+		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			p.log.Warn("gateway MAC of network unusable", "network", id, "gateway_mac", n.gatewayMAC)
+		} else {
+			np.routerMAC = mac.String()
+		}
+	}
+	return np
+}
+
+// ownVLANs gives each network of nets a VLAN (own mode), restoring the map
+// from br-int at the first call, and tags the br-int ports of the
+// attachments (found by their interface's external_ids:iface-id) with
+// their network's VLAN and Neutron's other_config keys.
+func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*netNeed) (map[string]int, error) {
+	intPorts := s.bridgePorts(p.cfg.IntBridge)
+	if p.vlans == nil {
+		t := newVLANTable()
+		for _, msg := range t.restore(intPorts) {
+			p.log.Warn("br-int port not restored: it will be tagged again", "reason", msg)
+		}
+		p.vlans = t
+		if len(t.byNet) > 0 {
+			p.log.Info("local VLANs restored from OVSDB", "networks", len(t.byNet))
+		}
+	}
+	portNet := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(nets)) {
+		if _, err := p.vlans.alloc(id); err != nil {
+			return nil, fmt.Errorf("network %s: %w", id, err)
+		}
+		for port := range nets[id].ports {
+			portNet[port] = id
+		}
+	}
+	var args []string
+	for _, pr := range intPorts {
+		if pr.iface == nil {
+			continue
+		}
+		id := portNet[pr.iface.externalIDs["iface-id"]]
+		if id == "" {
+			continue
+		}
+		v, _ := p.vlans.get(id)
+		want := map[string]string{
+			keyNetUUID: id, keyNetworkType: model.NetworkVXLAN, keyPhysicalNetwork: "",
+			keySegmentationID: "", keyTag: strconv.Itoa(v),
+		}
+		if vni := nets[id].vni; vni > 0 {
+			want[keySegmentationID] = strconv.Itoa(vni)
+		}
+		same := pr.tag == v
+		for k, val := range want {
+			if got, ok := pr.otherConfig[k]; !ok || got != val {
+				same = false
+			}
+		}
+		if same {
+			continue
+		}
+		p.log.Info("tagging br-int port with its network's local VLAN", "ovs_port", pr.name, "network", id, "vlan", v)
+		args = append(args, "--", "set", "Port", pr.name, "tag="+strconv.Itoa(v))
+		for _, k := range slices.Sorted(maps.Keys(want)) {
+			args = append(args, "other_config:"+k+"="+quote(want[k]))
+		}
+	}
+	if len(args) > 0 {
+		if err := p.run.vsctlWrite(ctx, args...); err != nil {
+			return nil, fmt.Errorf("tag br-int ports: %w", err)
+		}
+	}
+	vlans := make(map[string]int, len(nets))
+	for id := range nets {
+		vlans[id], _ = p.vlans.get(id)
+	}
+	return vlans, nil
+}
+
+// syncFlows makes the flows carrying the plumber's cookie on br-tun the
+// wanted ones (base and netFlows), in one bundle; nothing is written when
+// they are.
+func (p *Plumber) syncFlows(ctx context.Context) error {
+	want := slices.Clone(p.base)
+	for _, id := range slices.Sorted(maps.Keys(p.netFlows)) {
+		want = append(want, p.netFlows[id]...)
+	}
+	out, err := p.run.ofctlDump(ctx, p.cfg.TunBridge, fmt.Sprintf("cookie=%#x/%#x", Cookie, CookieMask))
+	if err != nil {
+		return fmt.Errorf("read the flows of %s: %w", p.cfg.TunBridge, err)
+	}
+	have, err := parseDump(out)
+	if err != nil {
+		return fmt.Errorf("read the flows of %s: %w", p.cfg.TunBridge, err)
+	}
+	lines := diffFlows(want, have)
+	if len(lines) == 0 {
+		return nil
+	}
+	p.log.Info("updating the gateway redirection flows", "bridge", p.cfg.TunBridge, "changes", len(lines),
+		"networks", len(p.netFlows))
+	if err := p.run.ofctlBundle(ctx, p.cfg.TunBridge, lines); err != nil {
+		return fmt.Errorf("update the flows of %s: %w", p.cfg.TunBridge, err)
+	}
+	return nil
+}
+
+// Release forgets every network not in inUse (those with no desired and
+// no applied attachment left on the host): its gateway flows go, and in
+// own mode its VLAN is released (the ports still tagged with it get
+// Neutron's dead VLAN, so that they reach nothing when the VLAN is given
+// to another network). With nothing to forget, it does not reach OVS.
+func (p *Plumber) Release(ctx context.Context, inUse map[string]bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var gone []string
+	if p.vlans != nil {
+		for _, id := range p.vlans.networks() {
+			if !inUse[id] {
+				gone = append(gone, id)
+			}
+		}
+	}
+	flowsGone := false
+	for id := range p.netFlows {
+		if !inUse[id] {
+			delete(p.netFlows, id)
+			flowsGone = true
+		}
+	}
+	if flowsGone && p.facts != nil && p.facts.err == nil {
+		if err := p.syncFlows(ctx); err != nil {
+			return fmt.Errorf("ovs plumbing: %w", err)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := p.untag(ctx, gone); err != nil {
+		return fmt.Errorf("ovs plumbing: %w", err)
+	}
+	for _, id := range gone {
+		v, _ := p.vlans.get(id)
+		p.vlans.release(id)
+		if p.facts != nil {
+			delete(p.facts.vlans, id)
+		}
+		p.log.Info("local VLAN released", "network", id, "vlan", v)
+	}
+	return nil
+}
+
+// untag gives the br-int ports of networks gone the dead VLAN and removes
+// their network keys.
+func (p *Plumber) untag(ctx context.Context, gone []string) error {
+	s, err := p.readState(ctx)
+	if err != nil {
+		return err
+	}
+	var args []string
+	for _, pr := range s.bridgePorts(p.cfg.IntBridge) {
+		if id := pr.otherConfig[keyNetUUID]; id != "" && slices.Contains(gone, id) {
+			args = append(args, "--", "set", "Port", pr.name, "tag="+strconv.Itoa(deadVLAN),
+				"--", "remove", "Port", pr.name, "other_config",
+				keyNetUUID, keyNetworkType, keyPhysicalNetwork, keySegmentationID, keyTag)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	if err := p.run.vsctlWrite(ctx, args...); err != nil {
+		return fmt.Errorf("untag br-int ports: %w", err)
+	}
+	return nil
+}
+
+// errNotPrepared is Facts' error before the first Prepare.
+var errNotPrepared = errors.New("OVS not prepared yet")
+
+// Facts is the agent's OVSPortsFunc: the local VLAN of network and the
+// port numbers of br-mpls's patch ports to br-tun and to br-int, as the
+// last Prepare found them. It does not reach OVS.
+func (p *Plumber) Facts(_ context.Context, network string) (vlan, toTunOfport, toIntOfport int, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.facts
+	switch {
+	case f == nil:
+		return 0, 0, 0, errNotPrepared
+	case f.err != nil:
+		return 0, 0, 0, f.err
+	case f.vlanErrs[network] != nil:
+		return 0, 0, 0, f.vlanErrs[network]
+	}
+	v, ok := f.vlans[network]
+	if !ok {
+		if p.cfg.VLANs == ModeNeutron {
+			return 0, 0, 0, fmt.Errorf("network %s has no local VLAN yet: no port of %s is tagged for it by the Neutron OVS agent",
+				network, p.cfg.IntBridge)
+		}
+		return 0, 0, 0, fmt.Errorf("network %s has no local VLAN on this host", network)
+	}
+	return v, f.toTun, f.toInt, nil
+}

@@ -1,0 +1,507 @@
+//go:build linux
+
+package ovsplumb
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/bagpipe-go/bagpipe/internal/agent"
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
+	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
+	"github.com/bagpipe-go/bagpipe/internal/testnet"
+)
+
+// Test network: net1's subnet and gateway, a router interface's MAC.
+var (
+	gwIP      = "198.51.100.1"
+	routerMAC = "02:00:00:aa:bb:cc"
+	vmMAC     = "02:00:00:00:00:0a"
+	vmAddr    = netip.MustParsePrefix("198.51.100.10/24")
+)
+
+// ovsHost is a host with OVS laid out as a Neutron compute node, plus
+// br-mpls.
+type ovsHost struct {
+	t   *testing.T
+	h   *testnet.Host
+	o   *testnet.OVS
+	nt  *testnet.NeutronOVS
+	env []string
+}
+
+func newOVSHost(t *testing.T) *ovsHost {
+	t.Helper()
+	testnet.RequireOVS(t)
+	n, err := testnet.New(t, testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := n.AddHost("a", netip.MustParsePrefix("192.0.2.1/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := h.StartOVS(t.Context(), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt, err := o.SetupNeutron(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.AddBridge(t.Context(), DefaultMPLSBridge); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range o.Env() {
+		if strings.HasPrefix(kv, "OVS_") {
+			env = append(env, kv)
+		}
+	}
+	return &ovsHost{t: t, h: h, o: o, nt: nt, env: env}
+}
+
+// plumber is a new Plumber on the host's OVS.
+func (x *ovsHost) plumber(mode Mode) *Plumber {
+	x.t.Helper()
+	var buf testbin.Buffer
+	x.t.Cleanup(func() {
+		if x.t.Failed() {
+			x.t.Logf("plumber logs:\n%s", buf.String())
+		}
+	})
+	p, err := New(Config{VLANs: mode, Env: x.env}, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	x.t.Cleanup(p.Close)
+	return p
+}
+
+func (x *ovsHost) vsctl(args ...string) string {
+	x.t.Helper()
+	out, err := x.o.Vsctl(x.t.Context(), args...)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (x *ovsHost) ofport(iface string) int {
+	x.t.Helper()
+	n, err := x.o.OFPort(x.t.Context(), iface)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return n
+}
+
+// ourFlows dumps br-tun's flows with the plumber's cookie.
+func (x *ovsHost) ourFlows() string {
+	x.t.Helper()
+	out, err := x.o.Ofctl(x.t.Context(), "", "-O", "OpenFlow13", "--no-names", "--no-stats", "dump-flows", DefaultTunBridge,
+		fmt.Sprintf("cookie=%#x/%#x", Cookie, CookieMask))
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return out
+}
+
+// trace runs ofproto/trace on br-tun.
+func (x *ovsHost) trace(flow string) string {
+	x.t.Helper()
+	out, err := x.o.Appctl(x.t.Context(), "ofproto/trace", DefaultTunBridge, flow)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return out
+}
+
+// plugVM adds a VM to br-int, untagged, its interface carrying
+// external_ids:iface-id=portID as nova/os-vif set it.
+func (x *ovsHost) plugVM(name, portID string) *testnet.Host {
+	x.t.Helper()
+	hw, _ := net.ParseMAC(vmMAC)
+	vm, err := x.h.AddVM(name, hw, vmAddr)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	if _, err := x.o.PlugVM(x.t.Context(), DefaultIntBridge, vm); err != nil {
+		x.t.Fatal(err)
+	}
+	x.vsctl("set", "Interface", vm.Port(), "external_ids:iface-id="+portID, "external_ids:attached-mac="+vmMAC)
+	return vm
+}
+
+// hostState is a desired state with port p10 of net1 on the host (evpn,
+// and ipvpn when l3); routerMAC "" means net1 has no router.
+func hostState(l3 bool, gwMAC string) *model.HostState {
+	st := &model.HostState{Host: "h1",
+		Attachments: []model.Attachment{{VPNType: model.VPNTypeEVPN, VPNInstanceID: "evpn_net1", PortID: "p10",
+			NetworkID: "net1", MACAddress: vmMAC, IPAddress: vmAddr.Addr().String(), VNI: 101}},
+		Networks: []model.NetworkInfo{{NetworkID: "net1", VNI: 101, GatewayIP: gwIP, GatewayMAC: gwMAC, HasL3: l3}},
+	}
+	if l3 {
+		st.Attachments = append(st.Attachments, model.Attachment{VPNType: model.VPNTypeIPVPN, VPNInstanceID: "ipvpn_net1",
+			PortID: "p10", NetworkID: "net1", MACAddress: vmMAC, IPAddress: vmAddr.Addr().String(), GatewayIP: gwIP, GatewayMAC: gwMAC})
+	}
+	return st
+}
+
+func prepare(t *testing.T, p *Plumber, st *model.HostState) {
+	t.Helper()
+	if err := p.Prepare(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func factsOf(t *testing.T, p *Plumber, network string) (vlan, toTun, toInt int) {
+	t.Helper()
+	vlan, toTun, toInt, err := p.Facts(t.Context(), network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vlan, toTun, toInt
+}
+
+// TestPlumberOVS runs the plumber against a real ovs-vswitchd (userspace
+// datapath) laid out as a Neutron compute node.
+func TestPlumberOVS(t *testing.T) {
+	t.Run("control-plane_§4.2_setup_patch_ports_fail_mode_facts_and_idempotence", func(t *testing.T) {
+		x := newOVSHost(t)
+		// Neutron mode: the test plays the Neutron agent, which tagged
+		// the VM's port with VLAN 7.
+		hw, _ := net.ParseMAC(vmMAC)
+		vm, err := x.h.AddVM("vm", hw, vmAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.nt.PlugVM(t.Context(), vm, 7); err != nil {
+			t.Fatal(err)
+		}
+		x.vsctl("set", "Port", vm.Port(), "other_config:net_uuid=net1", "other_config:tag=7")
+		p := x.plumber(ModeNeutron)
+		prepare(t, p, hostState(true, ""))
+
+		for _, pp := range []struct{ bridge, name, peer string }{
+			{"br-tun", "patch-to-mpls", "patch-from-tun"}, {"br-mpls", "patch-from-tun", "patch-to-mpls"},
+			{"br-mpls", "patch-mpls-to-int", "patch-int-from-mpls"}, {"br-int", "patch-int-from-mpls", "patch-mpls-to-int"},
+		} {
+			if got := x.vsctl("port-to-br", pp.name); got != pp.bridge {
+				t.Errorf("%s on %q, want %s", pp.name, got, pp.bridge)
+			}
+			if got := x.vsctl("get", "Interface", pp.name, "type", "options:peer"); got != "patch\n"+pp.peer {
+				t.Errorf("%s: %q, want a patch to %s", pp.name, got, pp.peer)
+			}
+			if got := x.vsctl("get", "Port", pp.name, "external_ids:bagpipe-owner"); got != "agent" {
+				t.Errorf("%s owner %s", pp.name, got)
+			}
+		}
+		if got := x.vsctl("get", "Bridge", "br-mpls", "fail_mode"); got != "secure" {
+			t.Errorf("br-mpls fail_mode %q", got)
+		}
+		vlan, toTun, toInt := factsOf(t, p, "net1")
+		if vlan != 7 || toTun != x.ofport("patch-from-tun") || toInt != x.ofport("patch-mpls-to-int") {
+			t.Errorf("facts %d %d %d, want 7 %d %d", vlan, toTun, toInt, x.ofport("patch-from-tun"), x.ofport("patch-mpls-to-int"))
+		}
+		if _, _, _, err := p.Facts(t.Context(), "net2"); err == nil || !strings.Contains(err.Error(), "Neutron OVS agent") {
+			t.Errorf("facts of an untagged network: %v", err)
+		}
+		// The Neutron agent's flows are untouched in neutron mode.
+		if err := x.nt.CheckAgentFlows(t.Context()); err != nil {
+			t.Error(err)
+		}
+		writes := p.run.writes.Load()
+		prepare(t, p, hostState(true, ""))
+		if n := p.run.writes.Load(); n != writes {
+			t.Errorf("a second Prepare made %d writes", n-writes)
+		}
+		if want := 5; strings.Count(x.ourFlows(), "cookie=") != want {
+			t.Errorf("flows:\n%s\nwant %d (3 base, fake-MAC redirect, ARP responder)", x.ourFlows(), want)
+		}
+	})
+
+	t.Run("control-plane_§4.2_missing_bridge_is_an_error_naming_it", func(t *testing.T) {
+		x := newOVSHost(t)
+		x.vsctl("del-br", "br-mpls")
+		p := x.plumber(ModeOwn)
+		err := p.Prepare(t.Context(), hostState(true, ""))
+		if err == nil || !strings.Contains(err.Error(), "br-mpls") {
+			t.Fatalf("Prepare without br-mpls: %v", err)
+		}
+		if _, _, _, ferr := p.Facts(t.Context(), "net1"); ferr == nil || !strings.Contains(ferr.Error(), "br-mpls") {
+			t.Errorf("Facts after the failed Prepare: %v", ferr)
+		}
+		if err := x.o.AddBridge(t.Context(), "br-mpls"); err != nil {
+			t.Fatal(err)
+		}
+		prepare(t, p, hostState(true, ""))
+		factsOf(t, p, "net1")
+	})
+
+	t.Run("control-plane_§4.2_own_mode_VLANs_flows_restart_and_release", func(t *testing.T) {
+		x := newOVSHost(t)
+		vm := x.plugVM("vm", "p10")
+		p := x.plumber(ModeOwn)
+		prepare(t, p, hostState(true, ""))
+		vlan, _, _ := factsOf(t, p, "net1")
+		if vlan != 1 {
+			t.Errorf("net1's VLAN %d, want 1 (the lowest)", vlan)
+		}
+		if got := x.vsctl("get", "Port", vm.Port(), "tag"); got != strconv.Itoa(vlan) {
+			t.Errorf("VM port tag %s, want %d", got, vlan)
+		}
+		want := fmt.Sprintf(`{net_uuid=net1, network_type=vxlan, physical_network="", segmentation_id="101", tag="%d"}`, vlan)
+		if got := x.vsctl("get", "Port", vm.Port(), "other_config"); got != want {
+			t.Errorf("VM port other_config %s, want %s", got, want)
+		}
+		patchInt, toMPLS := x.ofport("patch-int"), x.ofport("patch-to-mpls")
+		checkTrace := func(what, flow, want string) {
+			t.Helper()
+			if tr := x.trace(flow); !strings.Contains(tr, want) {
+				t.Errorf("%s: trace of %s lacks %q:\n%s", what, flow, want, tr)
+			}
+		}
+		redirected := fmt.Sprintf("cookie %#x\n    output:%d", Cookie, toMPLS)
+		checkTrace("fake gateway MAC redirected", fmt.Sprintf("in_port=%d,dl_vlan=%d,dl_dst=%s", patchInt, vlan, FakeGatewayMAC), redirected)
+		checkTrace("fallback not redirected", fmt.Sprintf("in_port=%d,dl_vlan=%d,dl_src=%s,dl_dst=%s", patchInt, vlan, FallbackSrcMAC, FakeGatewayMAC), "resubmit(,20)")
+		checkTrace("back from br-mpls to br-int", fmt.Sprintf("in_port=%d,dl_vlan=%d,dl_dst=%s", toMPLS, vlan, vmMAC), fmt.Sprintf("output:%d", patchInt))
+		arp := fmt.Sprintf("in_port=%d,dl_vlan=%d,dl_src=%s,dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=%s,arp_tpa=%s,arp_sha=%s",
+			patchInt, vlan, vmMAC, vmAddr.Addr(), gwIP, vmMAC)
+		checkTrace("ARP for the gateway answered", arp, "arp_op=2,arp_sha="+FakeGatewayMAC)
+		checkTrace("ARP answer sent back", arp, "IN_PORT")
+
+		// The VM itself learns the fake MAC for its gateway: the ARP
+		// goes br-int → br-tun (Neutron's base flows, here the
+		// plumber's) → responder → back.
+		waitNeighbour(t, vm, netip.MustParseAddr(gwIP), FakeGatewayMAC)
+
+		// Restart: a new plumber restores net1's VLAN from OVSDB, though
+		// net0 comes first and would take VLAN 1 otherwise.
+		p = x.plumber(ModeOwn)
+		st := hostState(true, "")
+		st.Attachments = append(st.Attachments, model.Attachment{VPNType: model.VPNTypeEVPN, VPNInstanceID: "evpn_net0",
+			PortID: "p0", NetworkID: "net0", MACAddress: "02:00:00:00:00:01", VNI: 100})
+		writes := p.run.writes.Load()
+		prepare(t, p, st)
+		if v, _, _ := factsOf(t, p, "net1"); v != vlan {
+			t.Errorf("after restart net1 has VLAN %d, want %d", v, vlan)
+		}
+		if v, _, _ := factsOf(t, p, "net0"); v != 2 {
+			t.Errorf("net0's VLAN %d, want 2", v)
+		}
+		if n := p.run.writes.Load(); n != writes {
+			t.Errorf("Prepare after a restart with nothing to change made %d writes", n-writes)
+		}
+
+		// The router appears: its MAC is redirected, the responder goes.
+		prepare(t, p, hostState(true, routerMAC))
+		checkTrace("router MAC redirected", fmt.Sprintf("in_port=%d,dl_vlan=%d,dl_dst=%s", patchInt, vlan, routerMAC), redirected)
+		if f := x.ourFlows(); strings.Contains(f, "table=21, priority=2") || !strings.Contains(f, "dl_dst="+routerMAC) {
+			t.Errorf("flows with a router:\n%s", f)
+		}
+
+		// ovs-vswitchd restarts: every flow is lost; Prepare puts them back.
+		if err := x.o.StopVSwitchd(); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.o.StartVSwitchd(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		// Until ovs-vswitchd has set br-tun up again, Prepare fails (the
+		// agent retries it).
+		writes = p.run.writes.Load()
+		var perr error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if perr = p.Prepare(t.Context(), hostState(true, routerMAC)); perr == nil {
+				break
+			}
+		}
+		if perr != nil {
+			t.Fatalf("Prepare after the vswitchd restart: %v", perr)
+		}
+		if p.run.writes.Load() == writes {
+			t.Error("Prepare after the vswitchd restart wrote nothing: the flows were not lost?")
+		}
+		checkTrace("router MAC redirected after the vswitchd restart", fmt.Sprintf("in_port=%d,dl_vlan=%d,dl_dst=%s", x.ofport("patch-int"), vlan, routerMAC),
+			fmt.Sprintf("cookie %#x\n    output:%d", Cookie, x.ofport("patch-to-mpls")))
+
+		// The network's last attachment goes: Prepare drops its flows
+		// at once; Release frees its VLAN.
+		empty := &model.HostState{Host: "h1"}
+		prepare(t, p, empty)
+		if f := x.ourFlows(); strings.Contains(f, "dl_vlan=") {
+			t.Errorf("network flows left:\n%s", f)
+		}
+		if err := p.Release(t.Context(), map[string]bool{"net1": true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := x.vsctl("get", "Port", vm.Port(), "tag"); got != strconv.Itoa(vlan) {
+			t.Errorf("VLAN of net1 (still applied) taken back: tag %s", got)
+		}
+		if err := p.Release(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := x.vsctl("get", "Port", vm.Port(), "tag"); got != strconv.Itoa(deadVLAN) {
+			t.Errorf("VM port tag %s after Release, want the dead VLAN", got)
+		}
+		if got := x.vsctl("get", "Port", vm.Port(), "other_config"); got != "{}" {
+			t.Errorf("VM port other_config %s after Release", got)
+		}
+		if _, _, _, err := p.Facts(t.Context(), "net1"); err == nil {
+			t.Error("net1 still has facts after Release")
+		}
+		// Released VLANs are reused last: net1 comes back on another one.
+		prepare(t, p, hostState(true, ""))
+		if v, _, _ := factsOf(t, p, "net1"); v == vlan || v == 2 {
+			t.Errorf("net1 back on VLAN %d: 1 and 2 are quarantined", v)
+		}
+		writes = p.run.writes.Load()
+		if err := p.Release(t.Context(), map[string]bool{"net1": true}); err != nil {
+			t.Fatal(err)
+		}
+		if n := p.run.writes.Load(); n != writes {
+			t.Errorf("a Release with nothing to forget made %d writes", n-writes)
+		}
+	})
+
+	t.Run("control-plane_§4.2_release_removes_flows_of_a_network_left_in_the_last_state", func(t *testing.T) {
+		x := newOVSHost(t)
+		x.plugVM("vm", "p10")
+		p := x.plumber(ModeOwn)
+		prepare(t, p, hostState(true, routerMAC))
+		if !strings.Contains(x.ourFlows(), "dl_dst="+routerMAC) {
+			t.Fatalf("no redirect:\n%s", x.ourFlows())
+		}
+		if err := p.Release(t.Context(), map[string]bool{}); err != nil {
+			t.Fatal(err)
+		}
+		if f := x.ourFlows(); strings.Contains(f, "dl_vlan=") {
+			t.Errorf("network flows left after Release:\n%s", f)
+		}
+	})
+}
+
+// waitNeighbour sends a datagram from vm to ip, so that vm resolves it,
+// and waits until vm's neighbour table maps ip to mac.
+func waitNeighbour(t *testing.T, vm *testnet.Host, ip netip.Addr, mac string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var last []netlink.Neigh
+	for ctx.Err() == nil {
+		if c, err := vm.Dial(ctx, "udp", netip.AddrPortFrom(ip, 9).String()); err == nil {
+			_, _ = c.Write([]byte("x"))
+			c.Close()
+		}
+		last, _ = vm.Handle().NeighList(0, netlink.FAMILY_V4)
+		for _, n := range last {
+			if n.IP.Equal(ip.AsSlice()) && n.HardwareAddr.String() == mac {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Errorf("%s never resolved %s to %s; neighbours %v", vm.Name(), ip, mac, last)
+}
+
+// chanBus is an agent.Bus fed by the test.
+type chanBus struct {
+	states chan *model.HostState
+	mu     sync.Mutex
+	last   bus.Status
+}
+
+func (b *chanBus) States() <-chan *model.HostState { return b.states }
+
+func (b *chanBus) PublishStatus(s bus.Status) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last = s
+	return nil
+}
+
+func (b *chanBus) status() bus.Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
+// TestAgentWithPlumber: the agent wired as bagpipe-agent -flavour ovs
+// wires it (OVSPorts = Facts, Plumbing = the plumber) sends the bodies of
+// control-plane §4.3 (b) with the real OVS facts.
+func TestAgentWithPlumber(t *testing.T) {
+	x := newOVSHost(t)
+	vm := x.plugVM("vm", "p10")
+	p := x.plumber(ModeOwn)
+	bbgp := fakebgp.New(t, nil)
+	ag, err := agent.New(agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p,
+		BGP: bbgp.Client(t), PingInterval: 100 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &chanBus{states: make(chan *model.HostState, 4)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx, b) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	st := hostState(true, routerMAC)
+	st.Generation = 1
+	b.states <- st
+	deadline := time.Now().Add(10 * time.Second)
+	for s := b.status(); !(s.Generation == 1 && s.Reconciled); s = b.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not reconciled: %+v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	vlan, _ := strconv.Atoi(x.vsctl("get", "Port", vm.Port(), "tag"))
+	toTun, toInt := x.ofport("patch-from-tun"), x.ofport("patch-mpls-to-int")
+	calls := bbgp.Take()
+	if len(calls) != 2 || calls[0].Op != "attach" || calls[1].Op != "attach" {
+		t.Fatalf("calls %v, want the evpn and ipvpn attaches", calls)
+	}
+	for _, c := range calls {
+		lp := c.Attach.LocalPort
+		if lp.LinuxIf != fmt.Sprintf("patch2tun:%d", vlan) {
+			t.Errorf("%s: linuxif %q, want patch2tun:%d", c, lp.LinuxIf, vlan)
+		}
+		switch c.Attach.VPNType {
+		case model.VPNTypeEVPN:
+			if lp.VLAN != vlan {
+				t.Errorf("evpn vlan %d, want %d", lp.VLAN, vlan)
+			}
+		case model.VPNTypeIPVPN:
+			if lp.OVS == nil || !lp.OVS.Plugged || lp.OVS.PortNumber != toTun || lp.OVS.VLAN != vlan {
+				t.Errorf("ipvpn ovs %+v, want plugged port %d vlan %d", lp.OVS, toTun, vlan)
+			}
+			if fb := c.Attach.Fallback; fb == nil || fb.DstMAC != routerMAC || fb.OVSPortNumber != toInt {
+				t.Errorf("ipvpn fallback %+v, want %s via port %d", fb, routerMAC, toInt)
+			}
+		}
+	}
+	if !strings.Contains(x.ourFlows(), "dl_dst="+routerMAC) {
+		t.Errorf("no router redirect:\n%s", x.ourFlows())
+	}
+}
