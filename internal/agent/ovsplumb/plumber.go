@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
+	"github.com/bagpipe-go/bagpipe/internal/ovsjson"
 )
 
 // ofportPoll is the pause between reads while ovs-vswitchd numbers new
@@ -341,7 +342,7 @@ func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*ne
 		p.log.Info("tagging br-int port with its network's local VLAN", "ovs_port", pr.name, "network", id, "vlan", v)
 		args = append(args, "--", "set", "Port", pr.name, "tag="+strconv.Itoa(v))
 		for _, k := range slices.Sorted(maps.Keys(want)) {
-			args = append(args, "other_config:"+k+"="+quote(want[k]))
+			args = append(args, "other_config:"+k+"="+ovsjson.Quote(want[k]))
 		}
 	}
 	if len(args) > 0 {

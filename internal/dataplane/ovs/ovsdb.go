@@ -3,16 +3,15 @@ package ovs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bagpipe-go/bagpipe/internal/ovsjson"
 )
 
 // OwnerKey is the external_ids key that marks an OVS port as added by the
@@ -143,11 +142,11 @@ func firstLine(s string) string {
 }
 
 func (v *vsctl) bridge(ctx context.Context) (bridgeInfo, error) {
-	out, err := v.run(ctx, "--columns=protocols,datapath_type,external_ids", "find", "Bridge", "name="+quote(v.bridgeName))
+	out, err := v.run(ctx, "--columns=protocols,datapath_type,external_ids", "find", "Bridge", "name="+ovsjson.Quote(v.bridgeName))
 	if err != nil {
 		return bridgeInfo{}, err
 	}
-	tables, err := decodeTables(out, 1)
+	tables, err := ovsjson.DecodeTables(out, 1)
 	if err != nil {
 		return bridgeInfo{}, err
 	}
@@ -155,58 +154,58 @@ func (v *vsctl) bridge(ctx context.Context) (bridgeInfo, error) {
 	if len(rows) == 0 {
 		return bridgeInfo{}, nil
 	}
-	return bridgeInfo{exists: true, protocols: rows[0].strings("protocols"), datapathType: rows[0].string("datapath_type"),
-		externalIDs: rows[0].mapValue("external_ids")}, nil
+	return bridgeInfo{exists: true, protocols: rows[0].Strings("protocols"), datapathType: rows[0].String("datapath_type"),
+		externalIDs: rows[0].Map("external_ids")}, nil
 }
 
 func (v *vsctl) port(ctx context.Context, name string) (portInfo, bool, error) {
 	out, err := v.run(ctx,
-		"--", "--columns=ports", "find", "Bridge", "name="+quote(v.bridgeName),
-		"--", "--columns=_uuid,external_ids", "find", "Port", "name="+quote(name),
-		"--", "--columns=ofport,mac_in_use,type,options,error", "find", "Interface", "name="+quote(name))
+		"--", "--columns=ports", "find", "Bridge", "name="+ovsjson.Quote(v.bridgeName),
+		"--", "--columns=_uuid,external_ids", "find", "Port", "name="+ovsjson.Quote(name),
+		"--", "--columns=ofport,mac_in_use,type,options,error", "find", "Interface", "name="+ovsjson.Quote(name))
 	if err != nil {
 		return portInfo{}, false, err
 	}
-	tables, err := decodeTables(out, 3)
+	tables, err := ovsjson.DecodeTables(out, 3)
 	if err != nil {
 		return portInfo{}, false, err
 	}
 	if len(tables[1]) == 0 {
 		return portInfo{}, false, nil
 	}
-	p := portInfo{name: name, ofport: -1, owner: tables[1][0].mapValue("external_ids")[OwnerKey]}
+	p := portInfo{name: name, ofport: -1, owner: tables[1][0].Map("external_ids")[OwnerKey]}
 	if len(tables[0]) > 0 {
-		p.inBridge = slices.Contains(tables[0][0].uuids("ports"), tables[1][0].uuid("_uuid"))
+		p.inBridge = slices.Contains(tables[0][0].Strings("ports"), tables[1][0].String("_uuid"))
 	}
 	if len(tables[2]) > 0 {
 		i := tables[2][0]
-		p.ofport = i.int("ofport", -1)
-		p.mac, p.typ, p.options = i.string("mac_in_use"), i.string("type"), i.mapValue("options")
-		p.err = strings.Join(i.strings("error"), "; ")
+		p.ofport = i.Int("ofport", -1)
+		p.mac, p.typ, p.options = i.String("mac_in_use"), i.String("type"), i.Map("options")
+		p.err = strings.Join(i.Strings("error"), "; ")
 	}
 	return p, true, nil
 }
 
 func (v *vsctl) ownedPorts(ctx context.Context) ([]portInfo, error) {
 	out, err := v.run(ctx,
-		"--", "--columns=ports", "find", "Bridge", "name="+quote(v.bridgeName),
+		"--", "--columns=ports", "find", "Bridge", "name="+ovsjson.Quote(v.bridgeName),
 		"--", "--columns=_uuid,name,external_ids", "list", "Port")
 	if err != nil {
 		return nil, err
 	}
-	tables, err := decodeTables(out, 2)
+	tables, err := ovsjson.DecodeTables(out, 2)
 	if err != nil {
 		return nil, err
 	}
 	if len(tables[0]) == 0 {
 		return nil, nil
 	}
-	members := tables[0][0].uuids("ports")
+	members := tables[0][0].Strings("ports")
 	var ports []portInfo
 	for _, r := range tables[1] {
-		owner := r.mapValue("external_ids")[OwnerKey]
-		if owner != "" && slices.Contains(members, r.uuid("_uuid")) {
-			ports = append(ports, portInfo{name: r.string("name"), inBridge: true, ofport: -1, owner: owner})
+		owner := r.Map("external_ids")[OwnerKey]
+		if owner != "" && slices.Contains(members, r.String("_uuid")) {
+			ports = append(ports, portInfo{name: r.String("name"), inBridge: true, ofport: -1, owner: owner})
 		}
 	}
 	return ports, nil
@@ -228,161 +227,24 @@ func (v *vsctl) apply(ctx context.Context, ops ...dbOp) error {
 		case opAddPort:
 			args = append(args, "--", "add-port", br, op.name)
 			if op.owner != "" {
-				args = append(args, "--", "set", "Port", op.name, "external_ids:"+quote(OwnerKey)+"="+quote(op.owner))
+				args = append(args, "--", "set", "Port", op.name, "external_ids:"+ovsjson.Quote(OwnerKey)+"="+ovsjson.Quote(op.owner))
 			}
 		case opAddTunnel:
 			args = append(args, "--", "--may-exist", "add-port", br, op.name,
-				"--", "set", "Interface", op.name, "type="+quote(op.typ), "options="+quoteMap(op.options),
-				"--", "set", "Port", op.name, "external_ids:"+quote(OwnerKey)+"="+quote(op.owner))
+				"--", "set", "Interface", op.name, "type="+ovsjson.Quote(op.typ), "options="+ovsjson.QuoteMap(op.options),
+				"--", "set", "Port", op.name, "external_ids:"+ovsjson.Quote(OwnerKey)+"="+ovsjson.Quote(op.owner))
 		case opDelPort:
 			args = append(args, "--", "--if-exists", "del-port", br, op.name)
 		case opProtocols:
 			args = append(args, "--", "set", "Bridge", br, "protocols="+strings.Join(op.protocols, ","))
 		case opSetBridgeKey:
-			args = append(args, "--", "set", "Bridge", br, "external_ids:"+quote(op.key)+"="+quote(op.value))
+			args = append(args, "--", "set", "Bridge", br, "external_ids:"+ovsjson.Quote(op.key)+"="+ovsjson.Quote(op.value))
 		case opDelBridgeKey:
-			args = append(args, "--", "remove", "Bridge", br, "external_ids", quote(op.key))
+			args = append(args, "--", "remove", "Bridge", br, "external_ids", ovsjson.Quote(op.key))
 		default:
 			return fmt.Errorf("unknown OVSDB operation %d", op.kind)
 		}
 	}
 	_, err := v.run(ctx, args...)
 	return err
-}
-
-// quote renders s as an OVSDB string for ovs-vsctl (no shell is
-// involved: the quotes reach ovs-vsctl).
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		if r == '"' || r == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-// quoteMap renders a map column value.
-func quoteMap(m map[string]string) string {
-	parts := make([]string, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, quote(k)+"="+quote(m[k]))
-	}
-	return "{" + strings.Join(parts, ",") + "}"
-}
-
-// row is one record of ovs-vsctl's JSON output, by column.
-type row map[string]json.RawMessage
-
-// decodeTables reads n JSON tables ({"headings": [...], "data": [[...]]}),
-// as ovs-vsctl prints one per list or find command.
-func decodeTables(out []byte, n int) ([][]row, error) {
-	dec := json.NewDecoder(bytes.NewReader(out))
-	var tables [][]row
-	for range n {
-		var t struct {
-			Headings []string            `json:"headings"`
-			Data     [][]json.RawMessage `json:"data"`
-		}
-		if err := dec.Decode(&t); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("ovs-vsctl output: %w", err)
-		}
-		rows := make([]row, 0, len(t.Data))
-		for _, d := range t.Data {
-			if len(d) != len(t.Headings) {
-				return nil, fmt.Errorf("ovs-vsctl output: %d values for %d columns", len(d), len(t.Headings))
-			}
-			r := make(row, len(d))
-			for i, h := range t.Headings {
-				r[h] = d[i]
-			}
-			rows = append(rows, r)
-		}
-		tables = append(tables, rows)
-	}
-	return tables, nil
-}
-
-// atoms decodes an OVSDB value: an atom, ["set", [atoms]] or ["uuid", u].
-// Maps are read by mapValue.
-func (r row) atoms(col string) []any {
-	var v any
-	if err := json.Unmarshal(r[col], &v); err != nil {
-		return nil
-	}
-	if a, ok := v.([]any); ok && len(a) == 2 {
-		switch a[0] {
-		case "set":
-			items, _ := a[1].([]any)
-			out := make([]any, 0, len(items))
-			for _, it := range items {
-				out = append(out, unwrapUUID(it))
-			}
-			return out
-		case "uuid":
-			return []any{a[1]}
-		}
-	}
-	return []any{v}
-}
-
-func unwrapUUID(v any) any {
-	if a, ok := v.([]any); ok && len(a) == 2 && a[0] == "uuid" {
-		return a[1]
-	}
-	return v
-}
-
-func (r row) string(col string) string {
-	if a := r.atoms(col); len(a) == 1 {
-		s, _ := a[0].(string)
-		return s
-	}
-	return ""
-}
-
-func (r row) strings(col string) []string {
-	var out []string
-	for _, a := range r.atoms(col) {
-		if s, ok := a.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (r row) uuid(col string) string { return r.string(col) }
-
-func (r row) uuids(col string) []string { return r.strings(col) }
-
-// int reads an integer column, def when empty.
-func (r row) int(col string, def int) int {
-	if a := r.atoms(col); len(a) == 1 {
-		if f, ok := a[0].(float64); ok {
-			return int(f)
-		}
-	}
-	return def
-}
-
-func (r row) mapValue(col string) map[string]string {
-	var v []json.RawMessage
-	m := map[string]string{}
-	if err := json.Unmarshal(r[col], &v); err != nil || len(v) != 2 {
-		return m
-	}
-	var pairs [][2]string
-	if err := json.Unmarshal(v[1], &pairs); err != nil {
-		return m
-	}
-	for _, p := range pairs {
-		m[p[0]] = p[1]
-	}
-	return m
 }
