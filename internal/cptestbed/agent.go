@@ -29,10 +29,17 @@ type AgentConfig struct {
 	PingInterval time.Duration
 	// LogLevel is its -log-level; "" means info.
 	LogLevel string
+	// Flavour is its -flavour; "" means linuxbridge.
+	Flavour string
+	// Args are more flags (the ovs flavour's, say).
+	Args []string
+	// Env is its environment, nil for the caller's: the ovs flavour's
+	// agent finds its host's Open vSwitch through it (testnet.OVS.Env).
+	Env []string
 }
 
-// Agent is a bagpipe-agent process, Linux bridge flavour, in its compute
-// node's namespace.
+// Agent is a bagpipe-agent process, by default of the Linux bridge
+// flavour, in its compute node's namespace.
 type Agent struct {
 	cfg  AgentConfig
 	c    Cleaner
@@ -73,9 +80,13 @@ func (a *Agent) Start() error {
 	if level == "" {
 		level = "info"
 	}
-	proc, err := StartLogged(a.c, a.cfg.Host, a.LogPath(a.runs), what, "", a.cfg.Bin,
-		"-host", a.cfg.HostID, "-bagpipe-bgp-url", a.cfg.BGPURL, "-nats-url", a.cfg.NATSURL,
-		"-flavour", "linuxbridge", "-ping-interval", ping.String(), "-log-level", level)
+	flavour := a.cfg.Flavour
+	if flavour == "" {
+		flavour = "linuxbridge"
+	}
+	args := append([]string{"-host", a.cfg.HostID, "-bagpipe-bgp-url", a.cfg.BGPURL, "-nats-url", a.cfg.NATSURL,
+		"-flavour", flavour, "-ping-interval", ping.String(), "-log-level", level}, a.cfg.Args...)
+	proc, err := StartLoggedEnv(a.c, a.cfg.Host, a.LogPath(a.runs), what, "", a.cfg.Env, a.cfg.Bin, args...)
 	if err != nil {
 		return err
 	}

@@ -49,12 +49,20 @@ const (
 // then SIGKILL) with c; if c is a test that failed, the log's tail is
 // written to it then. what names the process in messages.
 func StartLogged(c Cleaner, host *testnet.Host, logPath, what, dir, bin string, args ...string) (*testnet.Process, error) {
+	return StartLoggedEnv(c, host, logPath, what, dir, nil, bin, args...)
+}
+
+// StartLoggedEnv is StartLogged with env as the process's environment
+// (nil: the caller's), for a process that must find its host's Open
+// vSwitch (testnet.OVS.Env).
+func StartLoggedEnv(c Cleaner, host *testnet.Host, logPath, what, dir string, env []string, bin string, args ...string) (*testnet.Process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s: log file: %w", what, err)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	proc, err := host.Start(cmd)
 	if err != nil {

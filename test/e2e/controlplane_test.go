@@ -431,15 +431,21 @@ func hasFDB(h *netlink.Handle, bridge string, v *cpVM) error {
 	return fmt.Errorf("no FDB entry for %s on %s", v.mac, vxlan)
 }
 
-// firstReply runs one ping process from vm to dst that sends an echo every
-// 100 ms until the first reply or timeout: the time it returns is when
-// the path started working, to 100 ms.
+// firstReply pings dst from vm every 100 ms until the first echo reply,
+// for at most timeout. Runs of at most 2 s follow each other: one long run
+// would end at its first "Destination Host Unreachable", which the VM
+// reports as soon as one ARP for its gateway has failed.
 func firstReply(ctx context.Context, vm *testnet.Host, dst netip.Addr, timeout time.Duration) error {
-	runCtx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
-	defer cancel()
-	out, err := vm.Exec(runCtx, "ping", "-n", "-c", "1", "-i", "0.1", "-w", strconv.Itoa(int(timeout.Seconds())), dst.String())
+	var out []byte
+	err := waitFor(timeout, func() error {
+		runCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		out, err = vm.Exec(runCtx, "ping", "-n", "-c", "1", "-i", "0.1", "-w", "2", dst.String())
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("%s: no echo reply from %s within %v: %w: %s", vm.Name(), dst, timeout, err, oneLine(out))
+		return fmt.Errorf("%s: no echo reply from %s: %w: %s", vm.Name(), dst, err, oneLine(out))
 	}
 	return nil
 }
