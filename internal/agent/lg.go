@@ -162,14 +162,47 @@ func (ag *Agent) sweep(ctx context.Context) {
 			// MAC, desired ones too.
 			continue
 		}
+		port := client.LocalPort{LinuxIf: ep.ifname}
+		if evi := ag.stitchedEVI(ep, eps); evi != "" {
+			port = client.LocalPort{EVPN: &client.EVPNPort{ID: evi}}
+		}
 		ag.log.Info("endpoint in bagpipe-bgp not desired: detaching it",
-			"vpn_instance_id", ep.key.VPNInstanceID, "mac", ep.key.MACAddress, "ip", ep.key.IPAddress, "port", ep.ifname)
+			"vpn_instance_id", ep.key.VPNInstanceID, "mac", ep.key.MACAddress, "ip", ep.key.IPAddress, "port", ep.ifname,
+			"stitched_evpn", port.EVPN != nil)
 		ag.applied[ep.key] = &applied{req: client.AttachRequest{
 			VPNType:       ep.vpnType,
 			VPNInstanceID: ep.key.VPNInstanceID,
 			MACAddress:    ep.key.MACAddress,
 			IPAddress:     ep.key.IPAddress,
-			LocalPort:     client.LocalPort{LinuxIf: ep.ifname},
+			LocalPort:     port,
 		}}
 	}
+}
+
+// stitchedEVI names the E-VPN instance stitched into the VRF of ep, an
+// endpoint about to be swept, or "" when ep is not such an endpoint. On a
+// Linux bridge host the agent plugs a VRF either on the network's bridge
+// or, when the port has an E-VPN too, on that E-VPN (§4.3 g), which the
+// looking glass shows on the link's VRF end (ipvpnN-evpnM). Such an
+// endpoint must be detached with the E-VPN as local port: bagpipe-bgp
+// (the original as well as ours) unlinks the E-VPN from the VRF only then,
+// and the original refuses to stitch that E-VPN again while it believes it
+// plugged. The E-VPN is the one managed instance holding the endpoint's
+// MAC.
+func (ag *Agent) stitchedEVI(ep lgEndpoint, eps []lgEndpoint) string {
+	if ag.cfg.Flavour != LinuxBridge || ep.vpnType != model.VPNTypeIPVPN ||
+		strings.HasPrefix(ep.ifname, bridgePrefix) || strings.HasPrefix(ep.ifname, tapPrefix) {
+		return ""
+	}
+	evi := ""
+	for _, o := range eps {
+		if o.vpnType != model.VPNTypeEVPN || o.key.MACAddress != ep.key.MACAddress || o.key.VPNInstanceID == evi {
+			continue
+		}
+		if evi != "" {
+			return "" // two candidates: no guess
+		}
+		evi = o.key.VPNInstanceID
+	}
+	return evi
 }

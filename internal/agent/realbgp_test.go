@@ -145,6 +145,7 @@ type countingBGP struct {
 	BGP
 	mu                               sync.Mutex
 	attaches, detaches, errs, sweeps int
+	detached                         []client.DetachRequest
 }
 
 func (c *countingBGP) Attach(ctx context.Context, req client.AttachRequest) error {
@@ -163,6 +164,7 @@ func (c *countingBGP) Detach(ctx context.Context, req client.DetachRequest) erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.detaches++
+	c.detached = append(c.detached, req)
 	if err != nil {
 		c.errs++
 	}
@@ -251,7 +253,7 @@ func TestRealBagpipeBGP(t *testing.T) {
 	t.Run("control-plane_§5_#51_agent_restart_against_a_real_bagpipe-bgp", func(t *testing.T) {
 		r.stop(t)
 		a0, d0, e0 := counter.counts()
-		f.startAgent("h1", nil, withReal)
+		r = f.startAgent("h1", nil, withReal)
 		waitFor(t, waitLong, "the restarted agent's attaches", func() bool {
 			a, _, _ := counter.counts()
 			return a-a0 >= len(want)
@@ -267,6 +269,42 @@ func TestRealBagpipeBGP(t *testing.T) {
 		}
 		if got := lgEndpoints(t, c); !slices.Equal(got, want) {
 			t.Errorf("looking glass after the agent restart:\n got %q\nwant %q", got, want)
+		}
+	})
+
+	t.Run("control-plane_§4.3g_sweep_of_a_stitched_VRF_endpoint_detaches_it_with_its_E-VPN", func(t *testing.T) {
+		// The VRF endpoint leaves the desired state while no agent runs:
+		// the next agent's sweep finds it on the link's VRF end
+		// (ipvpnN-evpnM) and must detach it with the E-VPN as local
+		// port, so that the E-VPN can be stitched again later.
+		r.stop(t)
+		without := state("h1", evpn("p10", "net1", 10), evpn("p11", "net1", 11), p20,
+			ipvpn("p10", "net1", 10), ipvpn("p11", "net1", 11))
+		f.publish(without)
+		_, d0, e0 := counter.counts()
+		r = f.startAgent("h1", nil, withReal)
+		waitFor(t, waitLong, "the swept VRF endpoint detached", func() bool {
+			_, d, _ := counter.counts()
+			return d > d0
+		})
+		counter.mu.Lock()
+		got := counter.detached[len(counter.detached)-1]
+		counter.mu.Unlock()
+		if got.VPNInstanceID != "ipvpn_net2" || got.LocalPort.EVPN == nil || got.LocalPort.EVPN.ID != "evpn_net2" {
+			t.Fatalf("sweep detached %+v (local port %+v), want ipvpn_net2 with local_port evpn evpn_net2", got, got.LocalPort)
+		}
+		again := *st
+		again.Generation = 0 // the next one
+		f.publish(&again)
+		waitFor(t, waitLong, "the stitched VRF attached again", func() bool {
+			return slices.Equal(lgEndpoints(t, c), want)
+		})
+		waitFor(t, waitLong, "a reconciled status", func() bool {
+			s, _ := f.lastStatus("h1")
+			return s.Reconciled && s.Applied == len(want) && s.Generation == again.Generation
+		})
+		if _, _, e := counter.counts(); e != e0 {
+			t.Errorf("%d calls refused by bagpipe-bgp", e-e0)
 		}
 	})
 
