@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -502,10 +501,6 @@ func killOriginal(t *testing.T, o *original) {
 // stopped run o (same bgp.conf, same REST port, same log file), and waits
 // until its REST API answers. Like startOriginal's run, it is stopped by
 // PID when the test ends.
-//
-// (It repeats startOriginal's launch, which builds a new directory and
-// port; a split of startOriginal into configuration and launch would let
-// both share it.)
 func restartOriginal(t *testing.T, o *original) *original {
 	t.Helper()
 	if !o.exited() {
@@ -520,42 +515,7 @@ func restartOriginal(t *testing.T, o *original) *original {
 		http:    o.http,
 		done:    make(chan struct{}),
 	}
-	confPath := filepath.Join(o.dir, "bgp.conf")
-	stubs := filepath.Join(o.dir, "stubs")
-	out, err := os.Create(n.outPath)
-	if err != nil {
-		t.Fatalf("original's output file: %v", err)
-	}
-	cmd := exec.Command(originalDaemon, "--config-file", confPath)
-	cmd.Dir = o.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(os.Environ(), "PATH="+stubs+":/usr/sbin:/usr/bin:/sbin:/bin")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = out.Close()
-		t.Fatalf("starting %s again: %v", originalDaemon, err)
-	}
-	n.cmd = cmd
-	go func() {
-		n.waitErr = cmd.Wait()
-		_ = out.Close()
-		close(n.done)
-	}()
-	t.Cleanup(func() {
-		if err := n.stop(); err != nil {
-			t.Errorf("stopping the restarted original: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("the restarted original's stdout/stderr %s:\n%s", n.outPath, fileTail(n.outPath, 4<<10))
-		}
-	})
-	err = n.waitFor(originalStartTimeout, func() error {
-		_, err := n.get("/ping")
-		return err
-	})
-	if err != nil {
-		t.Fatalf("the restarted original's REST API does not answer: %v", err)
-	}
+	n.launch(t, filepath.Join(o.dir, "bgp.conf"), filepath.Join(o.dir, "stubs"), "the restarted original")
 	return n
 }
 

@@ -139,12 +139,22 @@ func startOriginal(t *testing.T, cfg originalConfig) *original {
 	if err := os.WriteFile(confPath, []byte(o.config(confPath, stubs)), 0o644); err != nil {
 		t.Fatalf("original's bgp.conf: %v", err)
 	}
+	o.launch(t, confPath, stubs, "the original")
+	return o
+}
+
+// launch starts the daemon on confPath with stubs first in its PATH,
+// stops it by PID when t ends (dumping its configuration, log and output
+// if t failed), and waits until its REST API answers; what names the run
+// in messages.
+func (o *original) launch(t *testing.T, confPath, stubs, what string) {
+	t.Helper()
 	out, err := os.Create(o.outPath)
 	if err != nil {
-		t.Fatalf("original's output file: %v", err)
+		t.Fatalf("%s's output file: %v", what, err)
 	}
 	cmd := exec.Command(originalDaemon, "--config-file", confPath)
-	cmd.Dir = dir
+	cmd.Dir = o.dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "PATH="+stubs+":/usr/sbin:/usr/bin:/sbin:/bin")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -156,7 +166,7 @@ func startOriginal(t *testing.T, cfg originalConfig) *original {
 	}
 	if err := cmd.Start(); err != nil {
 		_ = out.Close()
-		t.Fatalf("starting %s: %v", originalDaemon, err)
+		t.Fatalf("starting %s (%s): %v", what, originalDaemon, err)
 	}
 	o.cmd = cmd
 	go func() {
@@ -166,12 +176,13 @@ func startOriginal(t *testing.T, cfg originalConfig) *original {
 	}()
 	t.Cleanup(func() {
 		if err := o.stop(); err != nil {
-			t.Errorf("stopping the original: %v", err)
+			t.Errorf("stopping %s: %v", what, err)
 		}
 		if t.Failed() {
-			t.Logf("original's configuration %s:\n%s", confPath, o.config(confPath, stubs))
-			t.Logf("last lines of the original's log %s:\n%s", o.logPath, fileTail(o.logPath, originalLogTail))
-			t.Logf("the original's stdout/stderr %s:\n%s", o.outPath, fileTail(o.outPath, 4<<10))
+			conf, _ := os.ReadFile(confPath)
+			t.Logf("%s's configuration %s:\n%s", what, confPath, conf)
+			t.Logf("last lines of %s's log %s:\n%s", what, o.logPath, fileTail(o.logPath, originalLogTail))
+			t.Logf("%s's stdout/stderr %s:\n%s", what, o.outPath, fileTail(o.outPath, 4<<10))
 		}
 	})
 	err = o.waitFor(originalStartTimeout, func() error {
@@ -179,9 +190,8 @@ func startOriginal(t *testing.T, cfg originalConfig) *original {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("the original's REST API does not answer: %v", err)
+		t.Fatalf("%s's REST API does not answer: %v", what, err)
 	}
-	return o
 }
 
 // config is the original's bgp.conf: dummy dataplane drivers, no root
