@@ -277,20 +277,7 @@ func (a *hostAgent) stop() error {
 
 // logLines are the agent's log lines containing every one of words.
 func (a *hostAgent) logLines(words ...string) []string {
-	var out []string
-	for line := range strings.SplitSeq(a.logs.String(), "\n") {
-		ok := true
-		for _, w := range words {
-			if !strings.Contains(line, w) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
+	return linesWith(a.logs.String(), words)
 }
 
 // startFakeRR runs our fake route reflector (internal/fakerr: a relay

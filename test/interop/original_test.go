@@ -411,8 +411,13 @@ func (o *original) logLines(words ...string) []string {
 	if err != nil {
 		return nil
 	}
+	return linesWith(string(b), words)
+}
+
+// linesWith are the lines of text containing every one of words.
+func linesWith(text string, words []string) []string {
 	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		ok := true
 		for _, w := range words {
 			if !strings.Contains(line, w) {
