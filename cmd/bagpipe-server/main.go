@@ -72,6 +72,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&asNumbers, "as-numbers", "64512", "AS numbers of the ML2 E-VPN route targets <AS>:<VNI>, comma-separated")
 	fs.StringVar(&vniRanges, "vni-ranges", "1000:65535", "VNI ranges of networks created without provider attributes, comma-separated MIN:MAX")
 	fs.BoolVar(&c.ML2EVPN, "ml2-evpn", c.ML2EVPN, "realise vxlan networks as E-VPN instances on the hosts of their ports (ML2 E-VPN)")
+	fs.BoolVar(&c.AdvertiseExtraRoutes, "advertise-extra-routes", false, "advertise routers' extra routes (routes whose next hop is a port on a connected network) from that port, for router associations with advertise_extra_routes true; without it the association flag is stored and ignored, as upstream networking-bagpipe does")
 	fs.StringVar(&flavour, "default-flavour", c.DefaultFlavour.String(), "flavour of a host whose agent has not reported one: linuxbridge or ovs")
 	fs.StringVar(&o.tokensFile, "tokens-file", "", `static API tokens, JSON {"TOKEN": {"project_id": "...", "roles": ["admin"]}}; turns authentication on`)
 	ks := &o.keystone

@@ -43,10 +43,18 @@ func TestCommandLine(t *testing.T) {
 	}
 	// Every flag is documented in -h.
 	for _, f := range []string{"-listen", "-database", "-nats-url", "-nats-listen", "-nats-store", "-as-numbers", "-vni-ranges",
-		"-ml2-evpn", "-default-flavour", "-tokens-file", "-agent-credentials-file", "-log-level", "-version"} {
+		"-ml2-evpn", "-advertise-extra-routes", "-default-flavour", "-tokens-file", "-agent-credentials-file", "-log-level", "-version"} {
 		if !strings.Contains(help.String(), "  "+f+" ") && !strings.Contains(help.String(), "  "+f+"\n") {
 			t.Errorf("-h does not document %s:\n%s", f, help.String())
 		}
+	}
+	// control-plane D20: router associations' advertise_extra_routes is
+	// ignored (upstream) unless asked for.
+	if o, err := parse(nil, io.Discard); err != nil || o.cfg.AdvertiseExtraRoutes {
+		t.Errorf("default: advertise extra routes %v (%v), want off", o != nil && o.cfg.AdvertiseExtraRoutes, err)
+	}
+	if o, err := parse([]string{"-advertise-extra-routes"}, io.Discard); err != nil || !o.cfg.AdvertiseExtraRoutes {
+		t.Errorf("-advertise-extra-routes: not on (%v)", err)
 	}
 	dir := t.TempDir()
 	badTokens := filepath.Join(dir, "tokens.json")

@@ -60,15 +60,19 @@ type hostSpec struct {
 
 // options of a scenario's cluster.
 type options struct {
-	ml2   bool
-	as    []uint32
-	hosts []hostSpec
+	ml2         bool
+	extraRoutes bool
+	as          []uint32
+	hosts       []hostSpec
 }
 
 type option func(*options)
 
 // ml2Off runs the server without ML2 E-VPN.
 func ml2Off(o *options) { o.ml2 = false }
+
+// advertiseExtraRoutes runs the server with -advertise-extra-routes.
+func advertiseExtraRoutes(o *options) { o.extraRoutes = true }
 
 func asNumbers(as ...uint32) option { return func(o *options) { o.as = as } }
 
@@ -168,6 +172,7 @@ func (c *cluster) startServer(o options, log *slog.Logger) {
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.Database = "sqlite://" + filepath.Join(t.TempDir(), "bagpipe-server.db")
 	cfg.ML2EVPN = o.ml2
+	cfg.AdvertiseExtraRoutes = o.extraRoutes
 	if o.as != nil {
 		cfg.ASNumbers = o.as
 	}

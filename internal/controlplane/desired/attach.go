@@ -1,6 +1,7 @@
 package desired
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -89,12 +90,15 @@ func (c *computer) portAttachments(p *model.Port, stitch bool, atts []model.Atta
 		}
 
 		// IP-VPN fixed IP.
+		var fixedOnShared netip.Addr
 		if refs := concat(n.level[idxIPVPN], adv[idxIPVPN]); len(refs) > 0 && ip4 != "" {
 			inst, desc := n.ipvpnID, n.ipvpnDesc
 			if len(adv[idxIPVPN]) > 0 {
 				// The port's policy differs from its network's: its own
 				// VRF, so its RTs reach no other port (§7.4).
 				inst, desc = n.ipvpnID+"_port_"+p.ID, "BGPVPN IP-VPN of port "+p.ID+" on network "+n.net.ID
+			} else {
+				fixedOnShared = p.FirstIPv4()
 			}
 			a := c.ipvpnBase(p, n, inst, desc)
 			a.IPAddress = ip4
@@ -108,6 +112,9 @@ func (c *computer) portAttachments(p *model.Port, stitch bool, atts []model.Atta
 		for _, r := range own[idxIPVPN] {
 			atts = c.routeAttachments(p, n, r, ip4, atts)
 		}
+
+		// Routers' extra routes via this port (Config.AdvertiseExtraRoutes).
+		atts = c.extraRouteAttachments(p, n, fixedOnShared, atts)
 	}
 
 	if stitch && evpnIdx >= 0 {

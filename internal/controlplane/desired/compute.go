@@ -104,6 +104,9 @@ type computer struct {
 	// time then id (§3.5 rule 5).
 	firstSubnet map[string]*model.Subnet
 	nets        map[string]*netInfo
+	// extraRoutes maps a port to the router extra routes it is the next
+	// hop of (Config.AdvertiseExtraRoutes), sorted by network and prefix.
+	extraRoutes map[string][]*extraRoute
 	problems    []Problem
 }
 
@@ -123,6 +126,7 @@ func newComputer(snap *model.Snapshot, cfg Config) *computer {
 		gatewayOwner: make(map[subnetIP]*model.Port, len(snap.Ports)),
 		firstSubnet:  make(map[string]*model.Subnet, len(snap.Networks)),
 		nets:         make(map[string]*netInfo, len(snap.Networks)),
+		extraRoutes:  map[string][]*extraRoute{},
 	}
 	for _, s := range snap.Subnets {
 		if s.IPVersion != 4 {
@@ -193,6 +197,9 @@ func newComputer(snap *model.Snapshot, cfg Config) *computer {
 	}
 	for _, as := range c.portAssocs {
 		slices.SortFunc(as, compareAssocRefs)
+	}
+	if cfg.AdvertiseExtraRoutes {
+		c.indexExtraRoutes(routerNets)
 	}
 	return c
 }

@@ -46,6 +46,12 @@ type Config struct {
 	ML2EVPN bool
 	// Flavour tells each host's flavour; nil means every host is OVS.
 	Flavour func(host string) Flavour
+	// AdvertiseExtraRoutes implements the advertise_extra_routes flag of
+	// router associations (control-plane §2.8, D20): a router's extra
+	// routes whose next hop is a port on one of its connected networks
+	// are advertised from that port. Off, the flag is stored and ignored,
+	// as upstream does.
+	AdvertiseExtraRoutes bool
 }
 
 // ErrVNITooLarge says a VNI does not fit in the "<AS>:<VNI>" route target of

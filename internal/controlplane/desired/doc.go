@@ -37,6 +37,18 @@
 //     ipvpn_portassoc_<pa>_bgpvpn_<bgpvpn>, with the association's own
 //     route targets only.
 //
+// Router extra routes (§2.8, D20), only with Config.AdvertiseExtraRoutes
+// (off: the flag of router associations is stored and ignored, as
+// upstream): every extra route of a router with an advertise_extra_routes
+// l3 association whose next hop is the fixed IP of a port on one of the
+// router's connected networks is an attachment of that port on the
+// network's ipvpn_<network>: ip_address the destination prefix,
+// advertise_subnet, direction to-port, the network-level route targets,
+// local_pref the highest of the advertising associations' BGPVPNs. A next
+// hop that is no port's address gives nothing; a prefix whose address
+// bagpipe-bgp would confuse with another endpoint of the same MAC in that
+// VRF is skipped with a Problem.
+//
 // E-VPN instances keep one instance per network per host whatever the
 // associations: bagpipe-bgp refuses two instances with one VNI, and one
 // Linux bridge per network is what connects the network's ports. So the

@@ -22,9 +22,11 @@ const (
 	// (an association's BGPVPN, network, router or port, a route's
 	// BGPVPN); the reference is ignored.
 	ProblemMissingReference ProblemKind = "missing_reference"
-	// ProblemUnsupportedRoute: a port association route that bagpipe-bgp
-	// cannot carry (routes of an l2 association, an invalid prefix,
-	// route leaking from a port without IPv4); the route is skipped.
+	// ProblemUnsupportedRoute: a port association route or router extra
+	// route that bagpipe-bgp cannot carry (routes of an l2 association, an
+	// invalid prefix, route leaking from a port without IPv4, an extra
+	// route whose prefix address clashes with another endpoint of its next
+	// hop's MAC in the network VRF); the route is skipped.
 	ProblemUnsupportedRoute ProblemKind = "unsupported_route"
 	// ProblemDuplicateAttachment: two ports of a host produce the same
 	// attachment key (vpn_instance_id, MAC, IP), e.g. two ports with one

@@ -65,7 +65,45 @@ func randomSnapshot(r *rand.Rand) (*model.Snapshot, Config) {
 		s.Ports[p.ID] = p
 	}
 	for i := range 4 {
-		s.Routers[fmt.Sprintf("r%d", i)] = &model.Router{Resource: model.Resource{ID: fmt.Sprintf("r%d", i)}}
+		rt := &model.Router{Resource: model.Resource{ID: fmt.Sprintf("r%d", i)}}
+		// Likely next hops: the addresses of ports on the router's
+		// networks (in port order, so a seed gives one snapshot).
+		var near []netip.Addr
+		for j := range nPorts {
+			p := s.Ports[fmt.Sprintf("p%d", j)]
+			if strings.HasPrefix(p.DeviceOwner, model.OwnerNetworkPrefix) {
+				continue
+			}
+			for k := range nPorts {
+				q := s.Ports[fmt.Sprintf("p%d", k)]
+				if q.DeviceID == rt.ID && model.IsRouterInterface(q.DeviceOwner) && q.NetworkID == p.NetworkID {
+					for _, f := range p.FixedIPs {
+						near = append(near, f.IP)
+					}
+					break
+				}
+			}
+		}
+		// Extra routes: next hops among the ports' addresses or not,
+		// destinations that may clash with each other or a fixed IP.
+		for range r.IntN(5) {
+			nh := netip.AddrFrom4([4]byte{10, byte(r.IntN(nNets)), byte(r.IntN(2)), byte(r.IntN(8))})
+			if len(near) > 0 && r.IntN(4) != 0 {
+				nh = near[r.IntN(len(near))]
+			}
+			var d netip.Prefix
+			switch r.IntN(4) {
+			case 0:
+				d = netip.PrefixFrom(nh, 32)
+			case 1:
+				d = netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:1::%x", r.IntN(4))), 128)
+				nh = netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", r.IntN(200)))
+			default:
+				d = netip.PrefixFrom(netip.AddrFrom4([4]byte{40, byte(r.IntN(3)), 0, 0}), 16+r.IntN(9))
+			}
+			rt.Routes = append(rt.Routes, model.ExtraRoute{Destination: d, NextHop: nh})
+		}
+		s.Routers[rt.ID] = rt
 	}
 	nVPNs := r.IntN(6)
 	rts := func() []string {
@@ -91,7 +129,8 @@ func randomSnapshot(r *rand.Rand) (*model.Snapshot, Config) {
 		s.NetworkAssociations[a.ID] = a
 	}
 	for i := range r.IntN(4) {
-		a := &model.RouterAssociation{ID: fmt.Sprintf("ra%d", i), BGPVPNID: id("v", nVPNs+1), RouterID: id("r", 5)}
+		a := &model.RouterAssociation{ID: fmt.Sprintf("ra%d", i), BGPVPNID: id("v", nVPNs+1), RouterID: id("r", 5),
+			AdvertiseExtraRoutes: r.IntN(3) != 0}
 		s.RouterAssociations[a.ID] = a
 	}
 	for i := range r.IntN(8) {
@@ -110,7 +149,7 @@ func randomSnapshot(r *rand.Rand) (*model.Snapshot, Config) {
 		}
 		s.PortAssociations[a.ID] = a
 	}
-	cfg := Config{ML2EVPN: r.IntN(3) != 0}
+	cfg := Config{ML2EVPN: r.IntN(3) != 0, AdvertiseExtraRoutes: r.IntN(3) != 0}
 	for range r.IntN(3) {
 		cfg.ASNumbers = append(cfg.ASNumbers, []uint32{64512, 64513, 4200000000}[r.IntN(3)])
 	}
@@ -156,6 +195,34 @@ func networkLevelRTs(s *model.Snapshot, netID string) (imp, exp []string) {
 		}
 	}
 	return sortedSet(imp), sortedSet(exp)
+}
+
+// isExtraRouteVia is a slow reference: a's prefix is the destination of
+// an extra route of a router with an advertising l3 association and an
+// interface on a's network, whose next hop is a fixed IP of a's port.
+func isExtraRouteVia(s *model.Snapshot, a *model.Attachment) bool {
+	p := s.Ports[a.PortID]
+	for _, ra := range s.RouterAssociations {
+		rt, vpn := s.Routers[ra.RouterID], s.BGPVPNs[ra.BGPVPNID]
+		if !ra.AdvertiseExtraRoutes || rt == nil || vpn == nil || vpn.Type != model.BGPVPNL3 {
+			continue
+		}
+		connected := false
+		for _, q := range s.Ports {
+			connected = connected || (q.DeviceID == rt.ID && model.IsRouterInterface(q.DeviceOwner) && q.NetworkID == a.NetworkID)
+		}
+		for _, route := range rt.Routes {
+			if !connected || route.Destination.Masked().String() != a.IPAddress {
+				continue
+			}
+			for _, f := range p.FixedIPs {
+				if f.IP == route.NextHop {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkProperties is what must hold for any snapshot.
@@ -222,6 +289,11 @@ func checkProperties(t *testing.T, s *model.Snapshot, cfg Config) {
 				imp, exp := networkLevelRTs(s, a.NetworkID)
 				if !slices.Equal(imp, a.ImportRT) || !slices.Equal(exp, a.ExportRT) {
 					t.Errorf("host %s: %s, want network-level RTs %v / %v", h, render(*a), imp, exp)
+				}
+				// Prefixes on the network VRF are routers' extra routes
+				// via the port (§2.8, D20), only with the option on.
+				if a.AdvertiseSubnet && (!cfg.AdvertiseExtraRoutes || a.Direction != directionToPort || !isExtraRouteVia(s, a)) {
+					t.Errorf("host %s: %s: not an advertised extra route via the port", h, render(*a))
 				}
 			}
 			// Stitching: exactly the IP-VPN attachments of a port that has

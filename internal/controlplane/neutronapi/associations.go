@@ -296,8 +296,9 @@ func (a *API) createRouterAssoc(w http.ResponseWriter, r *http.Request) (result,
 	return created(map[string]any{"router_association": a.view(snap, p).routerAssoc(x)})
 }
 
-// updateRouterAssoc changes advertise_extra_routes, which bagpipe stores
-// and returns but does not act on (control-plane D20).
+// updateRouterAssoc changes advertise_extra_routes, which upstream stores
+// and ignores; the desired state acts on it only with the server's
+// -advertise-extra-routes (control-plane D20).
 func (a *API) updateRouterAssoc(w http.ResponseWriter, r *http.Request) (result, error) {
 	at, err := a.readAssocBody(w, r, "router_association", routerAssocFields())
 	if err != nil {

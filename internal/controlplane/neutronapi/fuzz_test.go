@@ -36,6 +36,19 @@ func FuzzRequest(f *testing.F) {
 	subnetID := create("/v2.0/subnets", `{"subnet": {"network_id": "`+netID+`", "cidr": "192.0.2.0/24", "ip_version": 4}}`)
 	portID := create("/v2.0/ports", `{"port": {"network_id": "`+netID+`"}}`)
 	routerID := create("/v2.0/routers", `{"router": {"name": "r"}}`)
+	// An interface, so that extra routes via 192.0.2.0/24 are accepted.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/v2.0/routers/"+routerID+"/add_router_interface",
+		bytes.NewReader([]byte(`{"subnet_id": "`+subnetID+`"}`))))
+	if rec.Code != http.StatusOK {
+		f.Fatalf("fixture add_router_interface: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/v2.0/routers/"+routerID,
+		bytes.NewReader([]byte(`{"router": {"routes": [{"destination": "198.51.100.0/24", "nexthop": "192.0.2.9"}]}}`))))
+	if rec.Code != http.StatusOK {
+		f.Fatalf("fixture routes: %d %s", rec.Code, rec.Body)
+	}
 	vpnID := create("/v2.0/bgpvpn/bgpvpns", `{"bgpvpn": {"route_targets": ["64512:1"]}}`)
 	l2ID := create("/v2.0/bgpvpn/bgpvpns", `{"bgpvpn": {"type": "l2"}}`)
 	paID := create("/v2.0/bgpvpn/bgpvpns/"+vpnID+"/port_associations", `{"port_association": {"port_id": "`+portID+`"}}`)
@@ -51,6 +64,8 @@ func FuzzRequest(f *testing.F) {
 		{"PUT", "/v2.0/routers/" + routerID},
 		{"PUT", "/v2.0/routers/" + routerID + "/add_router_interface"},
 		{"PUT", "/v2.0/routers/" + routerID + "/remove_router_interface"},
+		{"PUT", "/v2.0/routers/" + routerID + "/add_extraroutes"},
+		{"PUT", "/v2.0/routers/" + routerID + "/remove_extraroutes"},
 		{"POST", "/v2.0/bgpvpn/bgpvpns"},
 		{"PUT", vpn},
 		{"PUT", "/v2.0/bgpvpn/bgpvpns/" + l2ID},
@@ -70,6 +85,9 @@ func FuzzRequest(f *testing.F) {
 		`{"port": {"network_id": "` + netID + `", "fixed_ips": [{"subnet_id": "` + subnetID + `", "ip_address": "192.0.2.9"}], "binding:host_id": "h1"}}`,
 		`{"ports": [{"network_id": "` + netID + `"}, {"network_id": "` + netID + `", "mac_address": "fa:16:3e:00:00:01"}]}`,
 		`{"router": {"routes": [{"destination": "203.0.113.0/24", "nexthop": "192.0.2.9"}], "external_gateway_info": {"network_id": "` + netID + `"}}}`,
+		`{"router": {"routes": [{"destination": "203.0.113.0/24", "nexthop": "192.0.2.9"}, {"destination": "198.51.100.0/24", "nexthop": "192.0.2.9"}]}}`,
+		`{"router": {"routes": [{"destination": "2001:db8::/64", "nexthop": "192.0.2.9"}, {"destination": "203.0.113.1/24", "nexthop": "fe80::1%eth0"}]}}`,
+		`{"router": {"routes": null}}`,
 		`{"subnet_id": "` + subnetID + `"}`,
 		`{"port_id": "` + portID + `"}`,
 		`{"bgpvpn": {"route_targets": "64512:1", "import_targets": ["192.0.2.1:5"], "vni": 5, "local_pref": 0, "type": "l2"}}`,

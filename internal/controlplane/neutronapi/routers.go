@@ -1,6 +1,7 @@
 package neutronapi
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -29,6 +30,8 @@ func (a *API) routerRoutes(add func(method, path string, h handlerFunc)) {
 	add("DELETE", "/v2.0/routers/{id}", a.deleteRouter)
 	add("PUT", "/v2.0/routers/{id}/add_router_interface", a.addRouterInterface)
 	add("PUT", "/v2.0/routers/{id}/remove_router_interface", a.removeRouterInterface)
+	add("PUT", "/v2.0/routers/{id}/add_extraroutes", a.addExtraRoutes)
+	add("PUT", "/v2.0/routers/{id}/remove_extraroutes", a.removeExtraRoutes)
 }
 
 func (a *API) listRouters(w http.ResponseWriter, r *http.Request) (result, error) {
@@ -205,13 +208,79 @@ func (a *API) createRouter(w http.ResponseWriter, r *http.Request) (result, erro
 	return created(map[string]any{"router": a.view(snap, p).router(rt)})
 }
 
-// readExtraRoutes reads and checks routes: each next hop must be on a
-// subnet the router has an interface on, and not the router's own
-// address.
-func readExtraRoutes(s *model.Snapshot, routerID string, objs []map[string]any) ([]model.ExtraRoute, error) {
+// maxRoutes is Neutron's limit of extra routes per router (max_routes,
+// now the router_route quota, both 30 by default).
+const maxRoutes = 30
+
+// parseExtraRoutes is Neutron's hostroutes validator on a routes list:
+// each item exactly {destination, nexthop}, destination a CIDR without
+// host bits, nexthop an address, no item twice (unless merge: the atomic
+// actions merge repeats). This server also refuses a destination and a
+// next hop of different IP versions (Neutron stores such a route, which
+// no router can use).
+func parseExtraRoutes(objs []map[string]any, merge bool) ([]model.ExtraRoute, error) {
+	out := make([]model.ExtraRoute, 0, len(objs))
+	for _, o := range objs {
+		if len(o) != 2 || o["destination"] == nil || o["nexthop"] == nil {
+			return nil, invalidInput("routes", "'%s': want exactly the keys destination and nexthop", short(o))
+		}
+		ds, _ := o["destination"].(string)
+		ns, _ := o["nexthop"].(string)
+		d, err := netip.ParsePrefix(ds)
+		if err != nil {
+			return nil, invalidInput("routes", "'%s' is not a valid IP subnet", short(o["destination"]))
+		}
+		if d != d.Masked() {
+			return nil, invalidInput("routes", "'%s' is not a recognized CIDR, '%s' is recommended", ds, d.Masked())
+		}
+		n, err := netip.ParseAddr(ns)
+		if err != nil || n.Zone() != "" {
+			return nil, invalidInput("routes", "'%s' is not a valid IP address", short(o["nexthop"]))
+		}
+		if d.Addr().Is4() != n.Is4() {
+			return nil, invalidInput("routes", "destination %s and nexthop %s are not of the same IP version", d, n)
+		}
+		rt := model.ExtraRoute{Destination: d, NextHop: n}
+		if slices.Contains(out, rt) {
+			if merge {
+				continue
+			}
+			return nil, invalidInput("routes", "Duplicate hostroute '%s'", short(o))
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// invalidRoutes is Neutron's InvalidRoutes (400).
+func invalidRoutes(routes []model.ExtraRoute, format string, args ...any) *apiError {
+	return newError(http.StatusBadRequest, "InvalidRoutes", "Invalid format for routes: %s, %s", renderRoutes(routes), fmt.Sprintf(format, args...))
+}
+
+func renderRoutes(routes []model.ExtraRoute) string {
+	parts := make([]string, len(routes))
+	for i, r := range routes {
+		parts[i] = fmt.Sprintf("{destination: %s, nexthop: %s}", r.Destination, r.NextHop)
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// checkExtraRoutes checks a router's whole route set against its ports,
+// as Neutron does: every next hop on the subnet of one of the router's
+// ports (interfaces and gateway), none the address of one of them, at
+// most maxRoutes routes.
+func checkExtraRoutes(s *model.Snapshot, routerID string, routes []model.ExtraRoute) error {
+	if len(routes) > maxRoutes {
+		return newError(http.StatusBadRequest, "RoutesExhausted",
+			"Unable to complete operation for %s. The number of routes exceeds the maximum %d.", routerID, maxRoutes)
+	}
 	var own []netip.Addr
 	var subnets []netip.Prefix
-	for _, pt := range interfacesOf(s, routerID) {
+	ports := interfacesOf(s, routerID)
+	if gw := gatewayPortOf(s, routerID); gw != nil {
+		ports = append(ports, gw)
+	}
+	for _, pt := range ports {
 		for _, f := range pt.FixedIPs {
 			own = append(own, f.IP)
 			if sn := s.Subnets[f.SubnetID]; sn != nil {
@@ -219,31 +288,15 @@ func readExtraRoutes(s *model.Snapshot, routerID string, objs []map[string]any) 
 			}
 		}
 	}
-	out := make([]model.ExtraRoute, 0, len(objs))
-	for _, o := range objs {
-		if err := onlyKeys("routes", o, "destination", "nexthop"); err != nil {
-			return nil, err
+	for _, rt := range routes {
+		if !slices.ContainsFunc(subnets, func(p netip.Prefix) bool { return p.Contains(rt.NextHop) }) {
+			return invalidRoutes(routes, "the nexthop is not connected with router")
 		}
-		ds, _ := o["destination"].(string)
-		ns, _ := o["nexthop"].(string)
-		d, err1 := netip.ParsePrefix(ds)
-		n, err2 := netip.ParseAddr(ns)
-		if err1 != nil || err2 != nil || d != d.Masked() || d.Addr().Is4() != n.Is4() {
-			return nil, invalidInput("routes", "'%s' is not a valid route (destination CIDR, nexthop address)", short(o))
+		if slices.Contains(own, rt.NextHop) {
+			return invalidRoutes(routes, "the nexthop is used by router")
 		}
-		rt := model.ExtraRoute{Destination: d, NextHop: n}
-		if slices.Contains(out, rt) {
-			return nil, invalidInput("routes", "duplicate route %s via %s", d, n)
-		}
-		if slices.Contains(own, n) {
-			return nil, newError(http.StatusBadRequest, "InvalidRoutes", "route %s via %s: the next hop is the router's own address", d, n)
-		}
-		if !slices.ContainsFunc(subnets, func(p netip.Prefix) bool { return p.Contains(n) }) {
-			return nil, newError(http.StatusBadRequest, "InvalidRoutes", "route %s via %s: the next hop is on no subnet of the router", d, n)
-		}
-		out = append(out, rt)
 	}
-	return out, nil
+	return nil
 }
 
 func (a *API) updateRouter(w http.ResponseWriter, r *http.Request) (result, error) {
@@ -279,7 +332,10 @@ func (a *API) updateRouter(w http.ResponseWriter, r *http.Request) (result, erro
 			return at.err
 		}
 		if hasRoutes {
-			if c.Routes, err = readExtraRoutes(tx.s, id, routes); err != nil {
+			if c.Routes, err = parseExtraRoutes(routes, false); err != nil {
+				return err
+			}
+			if err := checkExtraRoutes(tx.s, id, c.Routes); err != nil {
 				return err
 			}
 		}
@@ -292,6 +348,84 @@ func (a *API) updateRouter(w http.ResponseWriter, r *http.Request) (result, erro
 		rt = &c
 		tx.putRouter(rt)
 		snap = tx.s
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return ok(map[string]any{"router": a.view(snap, p).router(rt)})
+}
+
+// addExtraRoutes is extraroute-atomic's add_extraroutes: the body's
+// routes join the router's (a route already there is not an error), and
+// the whole set is checked as by an update.
+func (a *API) addExtraRoutes(w http.ResponseWriter, r *http.Request) (result, error) {
+	return a.changeExtraRoutes(w, r, func(have, give []model.ExtraRoute) []model.ExtraRoute {
+		out := slices.Clone(have)
+		for _, rt := range give {
+			if !slices.Contains(out, rt) {
+				out = append(out, rt)
+			}
+		}
+		return out
+	})
+}
+
+// removeExtraRoutes is extraroute-atomic's remove_extraroutes: the body's
+// routes leave the router's (one that is not there is not an error).
+func (a *API) removeExtraRoutes(w http.ResponseWriter, r *http.Request) (result, error) {
+	return a.changeExtraRoutes(w, r, func(have, give []model.ExtraRoute) []model.ExtraRoute {
+		return slices.DeleteFunc(slices.Clone(have), func(rt model.ExtraRoute) bool { return slices.Contains(give, rt) })
+	})
+}
+
+// changeExtraRoutes runs an atomic extra route action: body
+// {"router": {"routes": [...]}}, answer the whole router. The change is
+// made under the write lock, so concurrent actions on one router do not
+// lose each other's routes (what the extension is for).
+func (a *API) changeExtraRoutes(w http.ResponseWriter, r *http.Request, apply func(have, give []model.ExtraRoute) []model.ExtraRoute) (result, error) {
+	items, _, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "router", "")
+	if aerr != nil {
+		return result{}, aerr
+	}
+	p := principalOf(r)
+	id := r.PathValue("id")
+	var rt *model.Router
+	var snap *model.Snapshot
+	err := a.write(r.Context(), func(tx *txn) error {
+		old, err := visibleRouter(tx.s, p, id)
+		if err != nil {
+			return err
+		}
+		if err := checkRevision(r, old.Revision); err != nil {
+			return err
+		}
+		at := newAttrs(items[0])
+		at.check(map[string]fieldSpec{"routes": {put: true}}, true)
+		objs, has := at.objects("routes", true)
+		if at.err != nil {
+			return at.err
+		}
+		if !has {
+			return badRequest("invalid router: 'routes' is required")
+		}
+		give, err := parseExtraRoutes(objs, true)
+		if err != nil {
+			return err
+		}
+		routes := apply(old.Routes, give)
+		rt, snap = old, tx.s
+		if slices.Equal(routes, old.Routes) {
+			return nil // nothing to write
+		}
+		if err := checkExtraRoutes(tx.s, id, routes); err != nil {
+			return err
+		}
+		c := *old
+		c.Routes = routes
+		c.Resource = touched(c.Resource, tx.now)
+		rt = &c
+		tx.putRouter(rt)
 		return nil
 	})
 	if err != nil {
@@ -540,11 +674,11 @@ func (a *API) removeRouterInterface(w http.ResponseWriter, r *http.Request) (res
 				gone[f.SubnetID] = true
 			}
 		}
-		for _, route := range rt.Routes {
-			for sid := range gone {
-				if sn := tx.s.Subnets[sid]; sn != nil && sn.CIDR.Contains(route.NextHop) {
-					return conflict("RouterInterfaceInUseByRoute", "the interface on subnet %s of router %s is the next hop of extra routes: remove them first", sid, id)
-				}
+		for _, sid := range sortedKeys(gone) {
+			sn := tx.s.Subnets[sid]
+			if sn != nil && slices.ContainsFunc(rt.Routes, func(r model.ExtraRoute) bool { return sn.CIDR.Contains(r.NextHop) }) {
+				return conflict("RouterInterfaceInUseByRoute",
+					"Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more routes.", sid, id)
 			}
 		}
 		info = interfaceInfo(rt, pt, subnetID)

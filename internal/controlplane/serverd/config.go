@@ -35,8 +35,9 @@ const DefaultLiveness = 3 * 10 * time.Second
 
 // Config is everything bagpipe-server runs with. DefaultConfig is the
 // embedded single-machine deployment; in any Config, an empty Listen,
-// Database, NATSListen, NATSStore or ASNumbers gets its default (ML2EVPN
-// and DefaultFlavour keep their zero values: off, OVS).
+// Database, NATSListen, NATSStore or ASNumbers gets its default (ML2EVPN,
+// AdvertiseExtraRoutes and DefaultFlavour keep their zero values: off,
+// off, OVS).
 type Config struct {
 	// Listen is the Neutron API's address (host:port).
 	Listen string
@@ -59,6 +60,10 @@ type Config struct {
 	VNIRanges []neutronapi.VNIRange
 	// ML2EVPN realises vxlan networks as E-VPN instances.
 	ML2EVPN bool
+	// AdvertiseExtraRoutes implements router associations'
+	// advertise_extra_routes (desired.Config.AdvertiseExtraRoutes); off,
+	// the flag is stored and ignored, as upstream (control-plane D20).
+	AdvertiseExtraRoutes bool
 	// DefaultFlavour is the flavour of a host whose agent did not report
 	// one (or has not reported yet).
 	DefaultFlavour desired.Flavour

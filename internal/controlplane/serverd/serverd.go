@@ -115,7 +115,8 @@ func start(ctx context.Context, cfg Config) (_ *parts, err error) {
 	// The closures below read p.api, set before anything calls them (the
 	// server runs from serve on).
 	p.srv, err = server.New(server.Config{
-		Desired:   desired.Config{ASNumbers: cfg.ASNumbers, ML2EVPN: cfg.ML2EVPN, Flavour: p.agents.Flavour},
+		Desired: desired.Config{ASNumbers: cfg.ASNumbers, ML2EVPN: cfg.ML2EVPN, Flavour: p.agents.Flavour,
+			AdvertiseExtraRoutes: cfg.AdvertiseExtraRoutes},
 		Snapshot:  func(context.Context) (*model.Snapshot, error) { return p.api.Snapshot(), nil },
 		Publisher: p.pub,
 		KnownHosts: func(context.Context) ([]string, error) {
@@ -198,6 +199,7 @@ func (p *parts) serve(ctx context.Context) error {
 	addrs := Addrs{API: p.ln.Addr().String(), NATS: p.bus.clientURL}
 	log.Info("bagpipe-server started", "api", addrs.API, "nats", redactURL(addrs.NATS), "embedded_nats", p.bus.emb != nil,
 		"database", redactURL(cfg.Database), "ml2_evpn", cfg.ML2EVPN, "as_numbers", fmt.Sprint(cfg.ASNumbers),
+		"advertise_extra_routes", cfg.AdvertiseExtraRoutes,
 		"default_flavour", cfg.DefaultFlavour.String(), "auth", authMode(cfg))
 	if cfg.Started != nil {
 		cfg.Started(Control{p: p})
