@@ -19,6 +19,7 @@ import (
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/agent"
+	"github.com/bagpipe-go/bagpipe/internal/agent/linkwatch"
 	"github.com/bagpipe-go/bagpipe/internal/agent/ovsplumb"
 	"github.com/bagpipe-go/bagpipe/internal/cmdline"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
@@ -186,7 +187,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			return err
 		}
 		defer p.Close()
-		cfg.OVSPorts, cfg.Plumbing = p.Facts, p
+		// The watcher runs ovsdb-client monitor (or polls without it), so
+		// that a VM plugged after its binding is tagged at once.
+		cfg.OVSPorts, cfg.Plumbing, cfg.PortWatcher = p.Facts, p, p.Watcher()
+	} else {
+		// A VM's tap created after its binding is attached at once.
+		cfg.PortWatcher = &linkwatch.Watcher{Log: log.With("component", "linkwatch")}
 	}
 	ag, err := agent.New(cfg)
 	if err != nil {

@@ -107,8 +107,12 @@ func (b *bench) run(ctx context.Context) (err error) {
 	if o.database != "" {
 		db = "the -database given"
 	}
+	plugged := o.plug
+	if o.plugDelay > 0 {
+		plugged += fmt.Sprintf(" %s after the create's answer", o.plugDelay)
+	}
 	fmt.Fprintf(b.out, "workload: %d ports on %d networks across %d nodes, created then deleted by %d API clients, taps plugged %s, %d round(s) (medians reported)\n",
-		o.ports, o.networks, o.nodes, o.clients, o.plug, o.rounds)
+		o.ports, o.networks, o.nodes, o.clients, plugged, o.rounds)
 	fmt.Fprintf(b.out, "binaries: %s, %s, %s\n", bins.BGP, bins.Agent, bins.Server)
 	start := time.Now()
 	b.tb, err = cptestbed.Start(ctx, c, cptestbed.Options{Bins: bins, Dir: dir, Nodes: o.nodes, Database: o.database})
@@ -257,7 +261,7 @@ func (b *bench) round(ctx context.Context, n int) (roundResult, error) {
 	if err := tb.Bus.Flush(); err != nil {
 		return m, err
 	}
-	plug := newPluggers(tb)
+	plug := newPluggers(tb, b.opts.plugDelay)
 	var (
 		mu      sync.Mutex
 		created []cptestbed.Port
@@ -468,30 +472,53 @@ func (w *attachWatch) wait(ctx context.Context, limit time.Duration) (time.Time,
 
 // pluggers plug the created ports' taps on their nodes, as a hypervisor
 // plugs a VM's once Nova has its port: one goroutine per node, creating
-// what is queued in one go.
+// what is due in one go, each tap delay after its port's create answer.
 type pluggers struct {
-	ch   map[string]chan string // by host id
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	errs []error
+	ch    map[string]chan plugItem // by host id
+	delay time.Duration
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	errs  []error
 }
 
-func newPluggers(tb *cptestbed.Testbed) *pluggers {
-	p := &pluggers{ch: map[string]chan string{}}
+// plugItem is a tap to plug and when.
+type plugItem struct {
+	name string
+	due  time.Time
+}
+
+func newPluggers(tb *cptestbed.Testbed, delay time.Duration) *pluggers {
+	p := &pluggers{ch: map[string]chan plugItem{}, delay: delay}
 	for _, node := range tb.Nodes {
-		ch := make(chan string, 4096)
+		ch := make(chan plugItem, 4096)
 		p.ch[node.HostID] = ch
 		p.wg.Go(func() {
-			for name := range ch {
-				names := []string{name}
+			var next *plugItem // taken from ch, not due yet
+			for {
+				if next == nil {
+					it, ok := <-ch
+					if !ok {
+						return
+					}
+					next = &it
+				}
+				// The workload's timing (bounded by -plug-delay), not a
+				// synchronisation.
+				time.Sleep(time.Until(next.due))
+				names := []string{next.name}
+				next = nil
 			more:
 				for {
 					select {
-					case n, ok := <-ch:
+					case it, ok := <-ch:
 						if !ok {
 							break more
 						}
-						names = append(names, n)
+						if time.Until(it.due) > 0 {
+							next = &it
+							break more
+						}
+						names = append(names, it.name)
 					default:
 						break more
 					}
@@ -509,7 +536,7 @@ func newPluggers(tb *cptestbed.Testbed) *pluggers {
 
 func (p *pluggers) plug(port cptestbed.Port) {
 	if ch, ok := p.ch[port.HostID]; ok {
-		ch <- cptestbed.TapName(port.ID)
+		ch <- plugItem{name: cptestbed.TapName(port.ID), due: time.Now().Add(p.delay)}
 	}
 }
 

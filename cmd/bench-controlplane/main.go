@@ -10,7 +10,9 @@
 // HTTP, -clients concurrent closed-loop clients), bound to the nodes in
 // turn, a "hypervisor" plugging each port's tap on its node (-plug: by
 // default between the create of the unbound port and its binding, so
-// that the agent's attach finds the tap), and prints:
+// that the agent's attach finds the tap; -plug after-binding plugs it
+// once the bound port's create is answered, -plug-delay later), and
+// prints:
 //
 //   - API: ports created (and bound) per second, requests per second, and
 //     the latency per port;
@@ -63,6 +65,7 @@ type options struct {
 	bgpBin, agentBin, serverBin             string
 	database                                string
 	plug                                    string
+	plugDelay                               time.Duration
 	keepLogs                                bool
 }
 
@@ -75,7 +78,9 @@ const (
 	// plugAfter: the port is created bound to its node, its tap plugged
 	// when the create is answered (as a hypervisor plugs the VIF after
 	// the binding): an attach the agent makes before the tap is there
-	// fails and is retried after its backoff (0.5 s, doubling).
+	// fails, and is retried when the agent sees the tap appear (or, with
+	// an agent without its link watcher, after its backoff: 0.5 s,
+	// doubling).
 	plugAfter = "after-binding"
 )
 
@@ -116,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.plug, "plug", plugBefore, "when each port's tap is plugged: "+plugBefore+
 		" (create the port unbound, plug, bind it: two requests per port) or "+plugAfter+
 		" (create it bound, plug when answered: the agent retries the attaches that come first)")
+	fs.DurationVar(&o.plugDelay, "plug-delay", 0, "with -plug "+plugAfter+": how long after the create's answer each tap is plugged (a hypervisor's time to plug the VIF)")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the processes' logs and files (their directory is printed)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\nMeasures the control plane (bagpipe-server, bagpipe-agent, bagpipe-bgp with the Linux\n"+
@@ -146,6 +152,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.plug != plugBefore && o.plug != plugAfter {
 		return o, fmt.Errorf("-plug %q: want %s or %s", o.plug, plugBefore, plugAfter)
+	}
+	if o.plugDelay < 0 || o.plugDelay > time.Minute || o.plugDelay > 0 && o.plug != plugAfter {
+		return o, fmt.Errorf("-plug-delay %s: from 0 to 1m, with -plug %s", o.plugDelay, plugAfter)
 	}
 	return o, nil
 }

@@ -78,6 +78,8 @@ func TestBenchControlPlaneFlags(t *testing.T) {
 		{Args: []string{"-ports", "9000", "-networks", "2"}, Code: 2, Msg: "4500 ports per network"},
 		{Args: []string{"-timeout", "0s"}, Code: 2, Msg: "-timeout 0s"},
 		{Args: []string{"-plug", "never"}, Code: 2, Msg: `-plug "never"`},
+		{Args: []string{"-plug-delay", "1s"}, Code: 2, Msg: "-plug-delay 1s"},
+		{Args: []string{"-plug", "after-binding", "-plug-delay", "-1s"}, Code: 2, Msg: "-plug-delay -1s"},
 		{Args: []string{"extra"}, Code: 2, Msg: "unexpected arguments"},
 	})
 }

@@ -24,6 +24,13 @@
 // ping tick; while it fails, the OVS attachments stay pending with its
 // error. After the detaches of each pass it is told which networks are
 // still in use, so that it forgets the others.
+//
+// A VM's interface often appears after its port is bound (Nova binds the
+// port, then plugs the VIF): an attach made before is refused (Linux
+// bridge: no tap yet) or leaves the port untagged (OVS own mode). With
+// Config.PortWatcher, the agent hears of interfaces appearing and then, at
+// once, prepares OVS again, rebuilds the bodies and retries every pending
+// attach, instead of waiting for the backoff or the ping tick.
 package agent
 
 import (
@@ -77,8 +84,9 @@ type Bus interface {
 // Plumbing prepares the host's OVS for the desired state (OVS flavour).
 type Plumbing interface {
 	// Prepare runs with every new desired state, before the attach bodies are
-	// built, and again at every PingInterval tick (drift repair: vswitchd
-	// restart, flows deleted by someone). An error keeps the OVS attachments
+	// built, again at every PingInterval tick (drift repair: vswitchd
+	// restart, flows deleted by someone) and at each wake of the
+	// PortWatcher (a VM's port to tag). An error keeps the OVS attachments
 	// pending (their bodies fail with it) and is retried.
 	Prepare(ctx context.Context, st *model.HostState) error
 	// Release runs after each pass with the networks that still have desired
@@ -100,6 +108,10 @@ type Config struct {
 	Plumbing Plumbing
 	// BGP is the local bagpipe-bgp.
 	BGP BGP
+	// PortWatcher tells the agent when the host's interfaces change (a
+	// VM's tap created, an OVS port given its iface-id); nil: interfaces
+	// that appear late are found by the retries and the ping ticks.
+	PortWatcher PortWatcher
 	// PingInterval is the pause between pings of bagpipe-bgp; 0 means
 	// DefaultPingInterval.
 	PingInterval time.Duration
@@ -238,6 +250,8 @@ func (ag *Agent) Run(ctx context.Context, b Bus) error {
 	retryT := time.NewTimer(time.Hour)
 	retryT.Stop()
 	defer retryT.Stop()
+	portsC, stopWatcher := ag.startWatcher(ctx)
+	defer stopWatcher()
 
 	ag.ping(ctx) // at once, not after an interval (§4.6)
 	for {
@@ -273,6 +287,8 @@ func (ag *Agent) Run(ctx context.Context, b Bus) error {
 				ag.prepare(ctx)
 				ag.rebuild(ctx, false)
 			}
+		case <-portsC:
+			ag.portsChanged(ctx)
 		case <-retryT.C:
 		case <-sweepC:
 			ag.sweepDue = true

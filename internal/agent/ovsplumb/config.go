@@ -78,6 +78,9 @@ type Config struct {
 	// VsctlPath and OfctlPath are the programs; empty means ovs-vsctl and
 	// ovs-ofctl from PATH.
 	VsctlPath, OfctlPath string
+	// ClientPath is the ovsdb-client the Watcher runs; empty means
+	// ovsdb-client from PATH. Without it, the Watcher polls.
+	ClientPath string
 	// Env is added to the process environment of the OVS commands (for
 	// example OVS_RUNDIR=…); nil means the process environment alone.
 	Env []string
@@ -105,7 +108,7 @@ func (c Config) withDefaults() (Config, error) {
 		{&c.PatchInt, DefaultPatchInt}, {&c.PatchTun, DefaultPatchTun},
 		{&c.TunToMPLS, DefaultTunToMPLS}, {&c.MPLSToTun, DefaultMPLSToTun},
 		{&c.MPLSToInt, DefaultMPLSToInt}, {&c.IntToMPLS, DefaultIntToMPLS},
-		{&c.VsctlPath, "ovs-vsctl"}, {&c.OfctlPath, "ovs-ofctl"},
+		{&c.VsctlPath, "ovs-vsctl"}, {&c.OfctlPath, "ovs-ofctl"}, {&c.ClientPath, "ovsdb-client"},
 	} {
 		if *f.v == "" {
 			*f.v = f.def

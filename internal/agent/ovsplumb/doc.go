@@ -33,9 +33,13 @@
 //     between networks. A released VLAN is reused last.
 //   - A missing bridge is an error of Prepare (the attachments stay
 //     pending and Prepare is retried), not the end of the process.
+//   - A VM plugged after its port's binding is tagged when it appears,
+//     not at the next periodic pass: the Watcher follows OVSDB's
+//     interfaces (ovsdb-client monitor) and wakes the agent, which
+//     prepares OVS again.
 //
-// OVS is reached with ovs-vsctl and ovs-ofctl as child processes, with the
-// process environment (OVS_RUNDIR and the like), as bagpipe-bgp's OVS
-// drivers reach it. br-tun is spoken to in OpenFlow 1.3, which the Neutron
-// agent leaves enabled on it.
+// OVS is reached with ovs-vsctl, ovs-ofctl and ovsdb-client as child
+// processes, with the process environment (OVS_RUNDIR and the like), as
+// bagpipe-bgp's OVS drivers reach it. br-tun is spoken to in OpenFlow 1.3,
+// which the Neutron agent leaves enabled on it.
 package ovsplumb

@@ -51,6 +51,9 @@ type facts struct {
 	// vlanErrs are the networks whose VLAN is unknown, with why (neutron
 	// mode).
 	vlanErrs map[string]error
+	// missing counts the desired ports with no br-int interface (by
+	// iface-id); all of them when the Prepare failed.
+	missing int
 }
 
 // New returns a plumber; it reaches OVS only when used.
@@ -94,7 +97,11 @@ func (p *Plumber) Prepare(ctx context.Context, st *model.HostState) error {
 	f, err := p.prepare(ctx, st)
 	if err != nil {
 		err = fmt.Errorf("ovs plumbing: %w", err)
-		p.facts = &facts{err: err}
+		missing := 0
+		for _, n := range networksOf(st) {
+			missing += len(n.ports)
+		}
+		p.facts = &facts{err: err, missing: missing}
 		return err
 	}
 	p.facts = f
@@ -111,6 +118,7 @@ func (p *Plumber) prepare(ctx context.Context, st *model.HostState) (*facts, err
 		return nil, err
 	}
 	nets := networksOf(st)
+	f.missing = missingPorts(s.bridgePorts(p.cfg.IntBridge), nets)
 	switch p.cfg.VLANs {
 	case ModeOwn:
 		if f.vlans, err = p.ownVLANs(ctx, s, nets); err != nil {
@@ -206,6 +214,39 @@ func (p *Plumber) setup(ctx context.Context, s *ovsState) (*ovsState, tunPorts, 
 		case <-time.After(ofportPoll):
 		}
 	}
+}
+
+// missingPorts counts the ports of nets with no interface on br-int
+// (intPorts) carrying their id in external_ids:iface-id.
+func missingPorts(intPorts []*portRow, nets map[string]*netNeed) int {
+	plugged := map[string]bool{}
+	for _, pr := range intPorts {
+		if pr.iface != nil {
+			plugged[pr.iface.externalIDs["iface-id"]] = true
+		}
+	}
+	n := 0
+	for _, nn := range nets {
+		for port := range nn.ports {
+			if !plugged[port] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Missing is the number of ports of the last Prepare's desired state that
+// have no interface on br-int (found by external_ids:iface-id): VMs not
+// plugged yet. When that Prepare failed, every desired port counts. The
+// Watcher polls while it is not 0, when it cannot follow OVSDB.
+func (p *Plumber) Missing() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.facts == nil {
+		return 0
+	}
+	return p.facts.missing
 }
 
 // netNeed is what the desired state says of one network.

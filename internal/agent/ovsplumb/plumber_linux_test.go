@@ -4,13 +4,18 @@ package ovsplumb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -504,4 +509,223 @@ func TestAgentWithPlumber(t *testing.T) {
 	if !strings.Contains(x.ourFlows(), "dl_dst="+routerMAC) {
 		t.Errorf("no router redirect:\n%s", x.ourFlows())
 	}
+}
+
+// watching is a Watcher run by a test, counting its calls of changed.
+type watching struct {
+	w      *Watcher
+	calls  atomic.Int64
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func watch(t *testing.T, w *Watcher) *watching {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	x := &watching{w: w, cancel: cancel, done: make(chan error, 1)}
+	go func() { x.done <- w.Run(ctx, func() { x.calls.Add(1) }) }()
+	t.Cleanup(func() { x.stop(t) })
+	return x
+}
+
+// stop ends the watcher (idempotent) and checks Run returned nil.
+func (x *watching) stop(t *testing.T) {
+	t.Helper()
+	x.cancel()
+	if err, ok := <-x.done; ok {
+		close(x.done)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// waitCalls waits (bounded) until changed was called more than n times.
+func (x *watching) waitCalls(t *testing.T, n int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for x.calls.Load() <= n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: changed called %d times within 10s, want more than %d", what, x.calls.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitMonitor waits until the monitor of table runs and returns its PID.
+func (x *watching) waitMonitor(t *testing.T, table string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if pid := x.w.pid(table); pid != 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ovsdb-client monitor of %s within 10s", table)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// plugLate adds a VM's port to br-int with its iface-id in one
+// transaction, as os-vif plugs it.
+func (x *ovsHost) plugLate(name, portID string) *testnet.Host {
+	x.t.Helper()
+	hw, _ := net.ParseMAC(vmMAC)
+	vm, err := x.h.AddVM(name, hw, vmAddr)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	if err := vm.SetTxChecksum(testnet.Iface, false); err != nil {
+		x.t.Fatal(err)
+	}
+	if _, err := x.o.AddPort(x.t.Context(), DefaultIntBridge, vm.Port(),
+		"external_ids:iface-id="+portID, "external_ids:attached-mac="+vmMAC); err != nil {
+		x.t.Fatal(err)
+	}
+	return vm
+}
+
+func requireClient(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("ovsdb-client"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("ovsdb-client not found (%v); CI must have it", err)
+		}
+		t.Skipf("ovsdb-client not found (Open vSwitch's ovsdb-client): %v", err)
+	}
+}
+
+// TestWatcherOVS runs the OVS flavour's port watcher against a real
+// ovsdb-server and ovs-vswitchd.
+func TestWatcherOVS(t *testing.T) {
+	t.Run("control-plane_§4.2_a_port_plugged_with_its_iface-id_wakes_and_Prepare_tags_it", func(t *testing.T) {
+		x := newOVSHost(t)
+		requireClient(t)
+		p := x.plumber(ModeOwn)
+		prepare(t, p, hostState(false, ""))
+		if n := p.Missing(); n != 1 {
+			t.Fatalf("Missing %d before the VM is plugged, want 1", n)
+		}
+		wt := watch(t, p.Watcher())
+		wt.waitMonitor(t, "Interface")
+		wt.waitCalls(t, 0, "the monitor's initial table")
+		// No more calls once the initial table is in (bounded by the
+		// plug below: its update is then the next call).
+		before := wt.calls.Load()
+		vm := x.plugLate("vm", "p10")
+		wt.waitCalls(t, before, "the VM's port added")
+		prepare(t, p, hostState(false, ""))
+		vlan, _, _ := factsOf(t, p, "net1")
+		if got := x.vsctl("get", "Port", vm.Port(), "tag"); got != strconv.Itoa(vlan) {
+			t.Errorf("VM port tag %s after the Prepare, want %d", got, vlan)
+		}
+		if n := p.Missing(); n != 0 {
+			t.Errorf("Missing %d once the VM is plugged, want 0", n)
+		}
+	})
+
+	t.Run("control-plane_§4.2_a_monitor_that_dies_is_started_again_and_stopped_with_the_context", func(t *testing.T) {
+		x := newOVSHost(t)
+		requireClient(t)
+		p := x.plumber(ModeNeutron)
+		wt := watch(t, p.Watcher())
+		pid := wt.waitMonitor(t, "Interface")
+		portPID := wt.waitMonitor(t, "Port") // neutron mode follows the tags too
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for wt.w.pid("Interface") == pid || wt.w.pid("Interface") == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the killed monitor was not started again within 10s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		newPID := wt.w.pid("Interface")
+		wt.waitCalls(t, 1, "the initial tables of the running monitors")
+		before := wt.calls.Load()
+		vm := x.plugLate("vm", "p10")
+		wt.waitCalls(t, before, "the VM's port added after the restart")
+		// The Neutron agent tags the port: the Port monitor sees it.
+		before = wt.calls.Load()
+		x.vsctl("set", "Port", vm.Port(), "tag=7")
+		wt.waitCalls(t, before, "the port tagged")
+		wt.stop(t)
+		for _, pid := range []int{newPID, portPID} {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("monitor %d still there after the end of Run: %v", pid, err)
+			}
+		}
+	})
+}
+
+// TestAgentWithWatcher: a port bound before its VM is plugged (Nova binds,
+// then plugs the VIF) is tagged as soon as the VM's port appears on
+// br-int with its iface-id, though the agent's ping tick (which also
+// prepares OVS) is a minute away.
+func TestAgentWithWatcher(t *testing.T) {
+	x := newOVSHost(t)
+	requireClient(t)
+	p := x.plumber(ModeOwn)
+	bbgp := fakebgp.New(t, nil)
+	ag, err := agent.New(agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p, PortWatcher: p.Watcher(),
+		BGP: bbgp.Client(t), PingInterval: time.Minute, RetryMin: time.Minute, RetryMax: time.Minute, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &chanBus{states: make(chan *model.HostState, 4)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx, b) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	st := hostState(true, routerMAC)
+	st.Generation = 1
+	b.states <- st
+	deadline := time.Now().Add(10 * time.Second)
+	for s := b.status(); !(s.Generation == 1 && s.Reconciled); s = b.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not reconciled: %+v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := p.Missing(); n != 1 {
+		t.Fatalf("Missing %d before the VM is plugged, want 1", n)
+	}
+	vlan, _, _ := factsOf(t, p, "net1")
+	plugging := time.Now()
+	vm := x.plugLate("vm", "p10")
+	plugged := time.Now()
+	deadline = plugged.Add(10 * time.Second)
+	for x.vsctl("get", "Port", vm.Port(), "tag") != strconv.Itoa(vlan) {
+		if time.Now().After(deadline) {
+			t.Fatalf("VM port not tagged with VLAN %d within 10s of its plugging", vlan)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(plugging)
+	t.Logf("tagged %v after the plugging began (%v after ovs-vsctl add-port returned)", took.Round(time.Millisecond), time.Since(plugged).Round(time.Millisecond))
+	// The ping tick is a minute away: only the watcher explains a tag
+	// now; 2 s leaves room for a loaded machine (it takes ~100 ms).
+	if took > 2*time.Second {
+		t.Errorf("tagged %v after the plugging began, want well under the ping interval", took)
+	}
+	if calls := bbgp.Take(); count(calls, "attach") != 2 {
+		t.Errorf("calls %v: want the two attaches of the binding only", calls)
+	}
+}
+
+func count(calls []fakebgp.Call, op string) int {
+	n := 0
+	for _, c := range calls {
+		if c.Op == op {
+			n++
+		}
+	}
+	return n
 }
