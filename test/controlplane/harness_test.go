@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -19,6 +18,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/neutronapi"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/serverd"
+	"github.com/bagpipe-go/bagpipe/internal/cptestbed"
 	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
 	"github.com/bagpipe-go/bagpipe/internal/testbin"
 )
@@ -87,11 +87,11 @@ type cluster struct {
 	apiURL  string
 	natsURL string
 	nc      *nats.Conn // the test's own bus connection
+	srv     *cptestbed.InProcessServer
 	hosts   map[string]*host
 	order   []string // host names as given
 
-	mu     sync.Mutex
-	status map[string][]bus.Status // every status report, per host
+	mu sync.Mutex // guards the hosts' since
 }
 
 // host is a compute host: its fake bagpipe-bgp and its agent.
@@ -135,7 +135,7 @@ func newCluster(t *testing.T, opts ...option) *cluster {
 		}
 	})
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c := &cluster{t: t, hosts: map[string]*host{}, status: map[string][]bus.Status{}}
+	c := &cluster{t: t, hosts: map[string]*host{}}
 	c.startServer(o, log)
 	for i, spec := range o.hosts {
 		ping := spec.ping
@@ -182,58 +182,8 @@ func (c *cluster) startServer(o options, log *slog.Logger) {
 		member2: {ProjectID: "p2", Roles: []string{"member"}},
 	}
 	cfg.Log = log.With("who", "server")
-	ctls := make(chan serverd.Control, 1)
-	ready := make(chan serverd.Addrs, 1)
-	cfg.Started = func(ctl serverd.Control) { ctls <- ctl }
-	cfg.Ready = func(a serverd.Addrs) { ready <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serverd.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("server not stopped within 30 s")
-		}
-	})
-	select {
-	case a := <-ready:
-		c.ctl = <-ctls
-		c.apiURL = "http://" + a.API
-		c.natsURL = a.NATS
-	case err := <-done:
-		done <- err
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(waitLong):
-		t.Fatal("server not ready")
-	}
-
-	nc, err := bus.Connect(c.natsURL, bus.ConnectOptions{Name: "test", ReconnectWait: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c.nc = nc
-	_, err = nc.Subscribe("bagpipe.host.*.status", func(m *nats.Msg) {
-		var s bus.Status
-		if err := json.Unmarshal(m.Data, &s); err != nil {
-			t.Errorf("status report %q: %v", m.Data, err)
-			return
-		}
-		c.mu.Lock()
-		c.status[s.Host] = append(c.status[s.Host], s)
-		c.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	c.srv = cptestbed.StartInProcessServer(t, cfg, waitLong)
+	c.ctl, c.apiURL, c.natsURL, c.nc = c.srv.Ctl, c.srv.APIURL, c.srv.NATSURL, c.srv.NC
 }
 
 // vlan is the local VLAN host gives network (assigned at first use).
@@ -338,20 +288,18 @@ func (c *cluster) restartAgent(name string) {
 
 // lastStatus is the last status report of host's running agent.
 func (c *cluster) lastStatus(name string) (bus.Status, bool) {
+	st, ok := c.srv.LastStatus(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.status[name]
-	if len(s) == 0 || s[len(s)-1].Time.Before(c.hosts[name].since) {
+	if !ok || st.Time.Before(c.hosts[name].since) {
 		return bus.Status{}, false
 	}
-	return s[len(s)-1], true
+	return st, true
 }
 
 // statuses are every status report of host so far.
 func (c *cluster) statuses(name string) []bus.Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.status[name])
+	return c.srv.Statuses(name)
 }
 
 // poll waits until cond holds (nil), checking every 5 ms for waitLong.

@@ -28,6 +28,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/agent"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/serverd"
+	"github.com/bagpipe-go/bagpipe/internal/cptestbed"
 	"github.com/bagpipe-go/bagpipe/internal/fakerr"
 	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnode"
@@ -54,10 +55,8 @@ type controlPlane struct {
 	apiURL  string
 	natsURL string
 	nc      *nats.Conn
+	srv     *cptestbed.InProcessServer
 	logs    *testbin.Buffer
-
-	mu     sync.Mutex
-	status map[string][]bus.Status
 }
 
 // startControlPlane starts the server with its defaults (ML2 E-VPN with
@@ -65,7 +64,7 @@ type controlPlane struct {
 // ports; it is stopped, bounded, when the test ends.
 func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
-	c := &controlPlane{logs: &testbin.Buffer{}, status: map[string][]bus.Status{}}
+	c := &controlPlane{logs: &testbin.Buffer{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("control-plane logs (server and agents):\n%s", c.logs.String())
@@ -77,57 +76,8 @@ func startControlPlane(t *testing.T) *controlPlane {
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.Database = "sqlite://" + filepath.Join(t.TempDir(), "bagpipe-server.db")
 	cfg.Log = log.With("who", "server")
-	ctls := make(chan serverd.Control, 1)
-	ready := make(chan serverd.Addrs, 1)
-	cfg.Started = func(ctl serverd.Control) { ctls <- ctl }
-	cfg.Ready = func(a serverd.Addrs) { ready <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serverd.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("bagpipe-server: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("bagpipe-server not stopped 30 s after being asked to")
-		}
-	})
-	select {
-	case a := <-ready:
-		c.ctl = <-ctls
-		c.apiURL = "http://" + a.API
-		c.natsURL = a.NATS
-	case err := <-done:
-		done <- err
-		t.Fatalf("bagpipe-server did not start: %v", err)
-	case <-time.After(cpWait):
-		t.Fatal("bagpipe-server not ready")
-	}
-	nc, err := bus.Connect(c.natsURL, bus.ConnectOptions{Name: "interop test", ReconnectWait: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c.nc = nc
-	_, err = nc.Subscribe("bagpipe.host.*.status", func(m *nats.Msg) {
-		var s bus.Status
-		if err := json.Unmarshal(m.Data, &s); err != nil {
-			t.Errorf("status report %q: %v", m.Data, err)
-			return
-		}
-		c.mu.Lock()
-		c.status[s.Host] = append(c.status[s.Host], s)
-		c.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	c.srv = cptestbed.StartInProcessServer(t, cfg, cpWait)
+	c.ctl, c.apiURL, c.natsURL, c.nc = c.srv.Ctl, c.srv.APIURL, c.srv.NATSURL, c.srv.NC
 	return c
 }
 
@@ -144,13 +94,7 @@ func (c *controlPlane) neutron() *gophercloud.ServiceClient {
 
 // lastStatus is host's last status report.
 func (c *controlPlane) lastStatus(host string) (bus.Status, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.status[host]
-	if len(s) == 0 {
-		return bus.Status{}, false
-	}
-	return s[len(s)-1], true
+	return c.srv.LastStatus(host)
 }
 
 // settle publishes what the API committed (the server recomputes now, not
