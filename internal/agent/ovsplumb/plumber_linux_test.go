@@ -447,17 +447,14 @@ func (b *chanBus) status() bus.Status {
 	return b.last
 }
 
-// TestAgentWithPlumber: the agent wired as bagpipe-agent -flavour ovs
-// wires it (OVSPorts = Facts, Plumbing = the plumber) sends the bodies of
-// control-plane §4.3 (b) with the real OVS facts.
-func TestAgentWithPlumber(t *testing.T) {
-	x := newOVSHost(t)
-	vm := x.plugVM("vm", "p10")
-	p := x.plumber(ModeOwn)
+// runAgent runs an agent with cfg against a fake bagpipe-bgp (returned)
+// until the test ends, gives it the desired state of hostState(true,
+// routerMAC) and waits until it reports it reconciled.
+func runAgent(t *testing.T, cfg agent.Config) *fakebgp.Server {
+	t.Helper()
 	bbgp := fakebgp.New(t, nil)
-	ag, err := agent.New(agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p,
-		BGP: bbgp.Client(t), PingInterval: 100 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		SweepInterval: -1})
+	cfg.BGP = bbgp.Client(t)
+	ag, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,6 +478,18 @@ func TestAgentWithPlumber(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return bbgp
+}
+
+// TestAgentWithPlumber: the agent wired as bagpipe-agent -flavour ovs
+// wires it (OVSPorts = Facts, Plumbing = the plumber) sends the bodies of
+// control-plane §4.3 (b) with the real OVS facts.
+func TestAgentWithPlumber(t *testing.T) {
+	x := newOVSHost(t)
+	vm := x.plugVM("vm", "p10")
+	p := x.plumber(ModeOwn)
+	bbgp := runAgent(t, agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p,
+		PingInterval: 100 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, SweepInterval: -1})
 	vlan, _ := strconv.Atoi(x.vsctl("get", "Port", vm.Port(), "tag"))
 	toTun, toInt := x.ofport("patch-from-tun"), x.ofport("patch-mpls-to-int")
 	calls := bbgp.Take()
@@ -668,32 +677,8 @@ func TestAgentWithWatcher(t *testing.T) {
 	x := newOVSHost(t)
 	requireClient(t)
 	p := x.plumber(ModeOwn)
-	bbgp := fakebgp.New(t, nil)
-	ag, err := agent.New(agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p, PortWatcher: p.Watcher(),
-		BGP: bbgp.Client(t), PingInterval: time.Minute, RetryMin: time.Minute, RetryMax: time.Minute, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &chanBus{states: make(chan *model.HostState, 4)}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx, b) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
-	st := hostState(true, routerMAC)
-	st.Generation = 1
-	b.states <- st
-	deadline := time.Now().Add(10 * time.Second)
-	for s := b.status(); !(s.Generation == 1 && s.Reconciled); s = b.status() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not reconciled: %+v", s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	bbgp := runAgent(t, agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p, PortWatcher: p.Watcher(),
+		PingInterval: time.Minute, RetryMin: time.Minute, RetryMax: time.Minute, SweepInterval: -1})
 	if n := p.Missing(); n != 1 {
 		t.Fatalf("Missing %d before the VM is plugged, want 1", n)
 	}
@@ -701,7 +686,7 @@ func TestAgentWithWatcher(t *testing.T) {
 	plugging := time.Now()
 	vm := x.plugLate("vm", "p10")
 	plugged := time.Now()
-	deadline = plugged.Add(10 * time.Second)
+	deadline := plugged.Add(10 * time.Second)
 	for x.vsctl("get", "Port", vm.Port(), "tag") != strconv.Itoa(vlan) {
 		if time.Now().After(deadline) {
 			t.Fatalf("VM port not tagged with VLAN %d within 10s of its plugging", vlan)
