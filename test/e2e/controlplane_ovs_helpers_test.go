@@ -53,30 +53,16 @@ type cpOVSTopology struct {
 // responder of its own (the agent's on br-tun answers for the gateway).
 // gobgpd is reached at 127.0.0.1:<relayPort> (the node's bgpRelay).
 func cpOVSConf(bgpAddr, dpAddr netip.Addr, relayPort, apiPort int) string {
-	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
-peers = 127.0.0.1
-my_as = %[5]d
-enable_rtc = True
-bgp_port = %[3]d
-listen = False
-hold_time = 30
-connect_retry = 1
-
-[API]
-host = 127.0.0.1
-port = %[4]d
-
-[DATAPLANE_DRIVER_EVPN]
+	return relayedNodeHead(bgpAddr, relayPort, apiPort) + fmt.Sprintf(`[DATAPLANE_DRIVER_EVPN]
 dataplane_driver = ovs
-dataplane_local_address = %[2]s
-ovs_bridge = %[6]s
+dataplane_local_address = %[1]s
+ovs_bridge = %[2]s
 
 [DATAPLANE_DRIVER_IPVPN]
 dataplane_driver = ovs
-dataplane_local_address = %[2]s
-ovs_bridge = %[7]s
-`, bgpAddr, dpAddr, relayPort, apiPort, testAS, testnet.NeutronTunBridge, mplsBridge)
+dataplane_local_address = %[1]s
+ovs_bridge = %[3]s
+`, dpAddr, testnet.NeutronTunBridge, mplsBridge)
 }
 
 // startCPOVSNode is a linuxSpec start function: the host's own Open

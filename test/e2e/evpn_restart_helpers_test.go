@@ -203,30 +203,38 @@ type procNode struct {
 // the IP-VPN section's dataplane_driver value, optionally followed by more
 // lines of the section (as in nodeConfWith).
 func procNodeConf(bgpAddr, dpAddr netip.Addr, relayPort, apiPort int, grace time.Duration, ipvpn string) string {
+	return relayedNodeHead(bgpAddr, relayPort, apiPort) + fmt.Sprintf(`[DATAPLANE_DRIVER_EVPN]
+dataplane_driver = linux
+dataplane_local_address = %[1]s
+preserve_dataplane = True
+reconcile_grace_period = %[2]g
+
+[DATAPLANE_DRIVER_IPVPN]
+dataplane_local_address = %[1]s
+dataplane_driver = %[3]s
+`, dpAddr, grace.Seconds(), ipvpn)
+}
+
+// relayedNodeHead is the [BGP] and [API] sections of a node's bgp.conf
+// when the node reaches gobgpd through its BGP relay on
+// 127.0.0.1:relayPort and serves its REST API on 127.0.0.1:apiPort of its
+// namespace.
+func relayedNodeHead(bgpAddr netip.Addr, relayPort, apiPort int) string {
 	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
+local_address = %s
 peers = 127.0.0.1
-my_as = %[5]d
+my_as = %d
 enable_rtc = True
-bgp_port = %[3]d
+bgp_port = %d
 listen = False
 hold_time = 30
 connect_retry = 1
 
 [API]
 host = 127.0.0.1
-port = %[4]d
+port = %d
 
-[DATAPLANE_DRIVER_EVPN]
-dataplane_driver = linux
-dataplane_local_address = %[2]s
-preserve_dataplane = True
-reconcile_grace_period = %[6]g
-
-[DATAPLANE_DRIVER_IPVPN]
-dataplane_local_address = %[2]s
-dataplane_driver = %[7]s
-`, bgpAddr, dpAddr, relayPort, apiPort, testAS, grace.Seconds(), ipvpn)
+`, bgpAddr, testAS, relayPort, apiPort)
 }
 
 // startProcNode writes the node's configuration, sets up its BGP relay to

@@ -41,32 +41,18 @@ type ovsProcNode struct {
 // reconcile options: the bridge kept across restarts, what no port or
 // route confirms removed grace after BGP has settled.
 func ovsProcConf(bgpAddr, dpAddr netip.Addr, relayPort, apiPort int, grace time.Duration) string {
-	return fmt.Sprintf(`[BGP]
-local_address = %[1]s
-peers = 127.0.0.1
-my_as = %[5]d
-enable_rtc = True
-bgp_port = %[3]d
-listen = False
-hold_time = 30
-connect_retry = 1
-
-[API]
-host = 127.0.0.1
-port = %[4]d
-
-[DATAPLANE_DRIVER_EVPN]
+	return relayedNodeHead(bgpAddr, relayPort, apiPort) + fmt.Sprintf(`[DATAPLANE_DRIVER_EVPN]
 dataplane_driver = dummy
-dataplane_local_address = %[2]s
+dataplane_local_address = %[1]s
 
 [DATAPLANE_DRIVER_IPVPN]
 dataplane_driver = ovs
-dataplane_local_address = %[2]s
-ovs_bridge = %[7]s
+dataplane_local_address = %[1]s
+ovs_bridge = %[3]s
 arp_responder = True
 preserve_dataplane = True
-reconcile_grace_period = %[6]g
-`, bgpAddr, dpAddr, relayPort, apiPort, testAS, grace.Seconds(), mplsBridge)
+reconcile_grace_period = %[2]g
+`, dpAddr, grace.Seconds(), mplsBridge)
 }
 
 // start runs the daemon (see procNode.start), with the OVS's environment.
