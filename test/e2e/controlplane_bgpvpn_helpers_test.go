@@ -78,18 +78,7 @@ func startBGPVPNTopology(t *testing.T, bins cpBinaries, xMAC, xPfx string) *bgpv
 	for _, n := range []*bgpvpnNode{top.a, top.b} {
 		startCPAgent(t, bins.agent, n.cpNode, top.srv.natsURL)
 	}
-	err = waitFor(30*time.Second, func() error {
-		for _, n := range []*bgpvpnNode{top.a, top.b} {
-			st, ok := top.srv.statuses.get(n.hostID)
-			if !ok || !st.BagpipeBGPUp || st.Flavour != "linuxbridge" {
-				return fmt.Errorf("agent of %s: status %+v (seen %v)", n.hostID, st, ok)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitAgentsUp(t, top.srv, "linuxbridge", top.a, top.b)
 	t.Logf("fabric, gobgpd, OVS on A and B, 3 bagpipe-bgp processes, 2 agents and bagpipe-server up in %v",
 		time.Since(begin).Round(time.Millisecond))
 	return top
@@ -403,3 +392,29 @@ func vxlanID(n *linuxNode, bridge string) (uint32, error) {
 }
 
 func joinLines(s []string) string { return strings.Join(s, "\n  ") }
+
+// waitAgentsUp waits until the agent of each node has reported the
+// flavour with its bagpipe-bgp reachable, or has exited (its process is
+// in n.agent when the test started it as a process).
+func waitAgentsUp(t *testing.T, srv *cpServer, flavour string, nodes ...*bgpvpnNode) {
+	t.Helper()
+	err := waitFor(30*time.Second, func() error {
+		for _, n := range nodes {
+			if n.agent != nil {
+				select {
+				case <-n.agent.Done():
+					return fmt.Errorf("%w: agent of %s exited: %v", errHopeless, n.hostID, n.agent.Err())
+				default:
+				}
+			}
+			st, ok := srv.statuses.get(n.hostID)
+			if !ok || !st.BagpipeBGPUp || st.Flavour != flavour {
+				return fmt.Errorf("agent of %s: status %+v (seen %v)", n.hostID, st, ok)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -136,23 +136,7 @@ func startCPOVSTopology(t *testing.T, bins cpBinaries) *cpOVSTopology {
 		}
 		n.agent = a.Proc
 	}
-	err = waitFor(30*time.Second, func() error {
-		for _, n := range []*bgpvpnNode{top.a, top.b} {
-			select {
-			case <-n.agent.Done():
-				return fmt.Errorf("%w: agent of %s exited: %v", errHopeless, n.hostID, n.agent.Err())
-			default:
-			}
-			st, ok := top.srv.statuses.get(n.hostID)
-			if !ok || !st.BagpipeBGPUp || st.Flavour != "ovs" {
-				return fmt.Errorf("agent of %s: status %+v (seen %v)", n.hostID, st, ok)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitAgentsUp(t, top.srv, "ovs", top.a, top.b)
 	t.Logf("fabric, gobgpd, OVS (br-int, br-tun, br-mpls, br-phys) on A and B, 2 bagpipe-bgp processes, 2 agents (ovs flavour) and bagpipe-server up in %v",
 		time.Since(begin).Round(time.Millisecond))
 	return top
