@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -243,8 +244,14 @@ func checkMembershipTarget(n *gb.RouteTargetMembershipNLRI) error {
 	if err != nil {
 		return fmt.Errorf("route target %s of an RTC NLRI cannot be encoded: %w", n.RouteTarget, err)
 	}
-	if _, err := gb.ParseExtended(b); err != nil {
+	back, err := gb.ParseExtended(b)
+	if err != nil {
 		return fmt.Errorf("route target of an RTC NLRI would be re-encoded as % x, which does not decode: %w", b, err)
+	}
+	// Decodable is not enough: what the next receiver reads must be the
+	// same community again.
+	if again, err := back.Serialize(); err != nil || !bytes.Equal(again, b) {
+		return fmt.Errorf("route target of an RTC NLRI would not survive re-encoding (% x, then % x)", b, again)
 	}
 	return nil
 }
