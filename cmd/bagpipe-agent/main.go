@@ -203,12 +203,11 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	defer sub.Close()
+	attrs := []any{"host", o.host, "bagpipe_bgp", o.bgpURL, "nats", redact(o.natsURL), "flavour", o.flavour}
 	if cfg.Flavour == agent.OVS {
-		log.Info("bagpipe-agent started", "host", o.host, "bagpipe_bgp", o.bgpURL, "nats", redact(o.natsURL), "flavour", o.flavour,
-			"ovs_vlans", o.ovsVLANs, "int_bridge", o.ovsIntBridge, "tun_bridge", o.ovsTunBridge, "mpls_bridge", o.ovsMPLSBridge)
-	} else {
-		log.Info("bagpipe-agent started", "host", o.host, "bagpipe_bgp", o.bgpURL, "nats", redact(o.natsURL), "flavour", o.flavour)
+		attrs = append(attrs, "ovs_vlans", o.ovsVLANs, "int_bridge", o.ovsIntBridge, "tun_bridge", o.ovsTunBridge, "mpls_bridge", o.ovsMPLSBridge)
 	}
+	log.Info("bagpipe-agent started", attrs...)
 	return ag.Run(ctx, sub)
 }
 

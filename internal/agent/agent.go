@@ -30,7 +30,9 @@
 // bridge: no tap yet) or leaves the port untagged (OVS own mode). With
 // Config.PortWatcher, the agent hears of interfaces appearing and then, at
 // once, prepares OVS again, rebuilds the bodies and retries every pending
-// attach, instead of waiting for the backoff or the ping tick.
+// attach, instead of waiting for the backoff or the ping tick; at most once
+// per Config.WakeInterval, so that a burst of wakes does not undo the
+// backoff.
 package agent
 
 import (
@@ -112,6 +114,11 @@ type Config struct {
 	// VM's tap created, an OVS port given its iface-id); nil: interfaces
 	// that appear late are found by the retries and the ping ticks.
 	PortWatcher PortWatcher
+	// WakeInterval is the least pause between two reactions to the
+	// PortWatcher's wakes (each prepares OVS and makes every pending call
+	// due now): a wake sooner is deferred to the end of the interval; 0
+	// means RetryMin.
+	WakeInterval time.Duration
 	// PingInterval is the pause between pings of bagpipe-bgp; 0 means
 	// DefaultPingInterval.
 	PingInterval time.Duration
@@ -149,17 +156,25 @@ type Agent struct {
 	state      *model.HostState // the last desired state
 	// prepErr is the error of the last Plumbing.Prepare (nil: prepared,
 	// or no plumbing); the OVS attachments fail with it.
-	prepErr   error
-	desired   map[model.AttachmentKey]*want
-	applied   map[model.AttachmentKey]*applied
-	retries   map[model.AttachmentKey]*retry
-	up        bool     // last ping succeeded
-	pingValue *big.Int // last value answered; nil before the first
-	pingSoon  bool     // a call failed to reach bagpipe-bgp
-	sweepDue  bool
-	lastErr   string
-	lastSent  *bus.Status // last status published
-	ovsMemo   map[string]netFacts
+	prepErr error
+	// releaseErr is the error of the last Plumbing.Release (nil:
+	// released); it is in the status until a Release succeeds, pending
+	// calls or not.
+	releaseErr error
+	desired    map[model.AttachmentKey]*want
+	applied    map[model.AttachmentKey]*applied
+	retries    map[model.AttachmentKey]*retry
+	up         bool     // last ping succeeded
+	pingValue  *big.Int // last value answered; nil before the first
+	pingSoon   bool     // a call failed to reach bagpipe-bgp
+	sweepDue   bool
+	lastErr    string
+	lastSent   *bus.Status // last status published
+	ovsMemo    map[string]netFacts
+	// lastWake is when the watcher's last wake was acted on;
+	// wakeDeferred says a wake came since, within WakeInterval.
+	lastWake     time.Time
+	wakeDeferred bool
 }
 
 // want is a desired attachment and the request it makes on this host.
@@ -172,10 +187,12 @@ type want struct {
 
 // applied is an attachment bagpipe-bgp has, as sent.
 type applied struct {
-	req     client.AttachRequest
-	body    string
-	portID  string // "" for an endpoint found in the looking glass
-	network string // "" for an endpoint found in the looking glass
+	req    client.AttachRequest
+	body   string
+	portID string // "" for an endpoint found in the looking glass
+	// network is the attachment's; for an endpoint found in the looking
+	// glass, its port's when networkOfPort can tell, else "".
+	network string
 }
 
 // retry is the backoff of a failing key.
@@ -208,6 +225,9 @@ func New(cfg Config) (*Agent, error) {
 		cfg.RetryMax = DefaultRetryMax
 	}
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
+	if cfg.WakeInterval <= 0 {
+		cfg.WakeInterval = cfg.RetryMin
+	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = cfg.PingInterval
 	}
@@ -250,6 +270,9 @@ func (ag *Agent) Run(ctx context.Context, b Bus) error {
 	retryT := time.NewTimer(time.Hour)
 	retryT.Stop()
 	defer retryT.Stop()
+	wakeT := time.NewTimer(time.Hour) // a deferred wake of the watcher
+	wakeT.Stop()
+	defer wakeT.Stop()
 	portsC, stopWatcher := ag.startWatcher(ctx)
 	defer stopWatcher()
 
@@ -268,6 +291,11 @@ func (ag *Agent) Run(ctx context.Context, b Bus) error {
 			retryT.Reset(max(time.Until(next), 0))
 		} else {
 			retryT.Stop()
+		}
+		if at, ok := ag.deferredWake(); ok {
+			wakeT.Reset(max(time.Until(at), 0))
+		} else {
+			wakeT.Stop()
 		}
 		select {
 		case <-ctx.Done():
@@ -288,6 +316,8 @@ func (ag *Agent) Run(ctx context.Context, b Bus) error {
 				ag.rebuild(ctx, false)
 			}
 		case <-portsC:
+			ag.portsWoken(ctx)
+		case <-wakeT.C:
 			ag.portsChanged(ctx)
 		case <-retryT.C:
 		case <-sweepC:
@@ -497,9 +527,19 @@ func (ag *Agent) release(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, ag.cfg.CallTimeout)
 	defer cancel()
-	if err := ag.cfg.Plumbing.Release(cctx, inUse); err != nil && ctx.Err() == nil {
-		ag.log.Warn("OVS plumbing of unused networks not released: will retry", "error", err)
-		ag.lastErr = "release: " + err.Error()
+	err := ag.cfg.Plumbing.Release(cctx, inUse)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Stopping: says nothing of the plumbing.
+	case err != nil:
+		// Every pass tries again: logged when the reason changes only.
+		if ag.releaseErr == nil || ag.releaseErr.Error() != err.Error() {
+			ag.log.Warn("OVS plumbing of unused networks not released: will retry", "error", err)
+		}
+		ag.releaseErr = err
+	case ag.releaseErr != nil:
+		ag.log.Info("OVS plumbing of unused networks released")
+		ag.releaseErr = nil
 	}
 }
 
@@ -693,6 +733,15 @@ func (ag *Agent) status() bus.Status {
 		Applied:      len(ag.applied),
 		LastError:    ag.lastErr,
 		Flavour:      string(ag.cfg.Flavour),
+	}
+	if ag.releaseErr != nil {
+		// Not tied to a pending call: lastErr, cleared when nothing is
+		// pending, would hide a release that keeps failing.
+		rel := "release: " + ag.releaseErr.Error()
+		if st.LastError != "" {
+			rel = st.LastError + "; " + rel
+		}
+		st.LastError = rel
 	}
 	if ag.pingValue != nil {
 		st.Ping = ag.pingValue.String()

@@ -1,16 +1,36 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
 )
+
+// VLANNetworks is what a Plumbing may also do (the agent checks it with a
+// type assertion): name the network a local VLAN of this host belongs to.
+// The looking glass shows an OVS endpoint on its network's VLAN only
+// ("patch2tun:<vlan>"); an endpoint the sweep finds there, left by an
+// agent before its restart, keeps its network in use (Plumbing.Release)
+// until it is detached, even when the network is no longer desired.
+// Without it, only the VLANs of desired networks are recognised.
+type VLANNetworks interface {
+	// NetworkOfVLAN names the network whose local VLAN is vlan now.
+	NetworkOfVLAN(vlan int) (network string, ok bool)
+}
+
+// ovsIfPrefix starts the local port name of the OVS flavour's attaches,
+// followed by the network's local VLAN (attachRequest).
+const ovsIfPrefix = "patch2tun:"
 
 // lgEndpoint is an endpoint bagpipe-bgp's looking glass shows.
 type lgEndpoint struct {
@@ -122,7 +142,8 @@ func (ag *Agent) readInstance(ctx context.Context, id string) ([]lgEndpoint, err
 // §7.2): an applied endpoint bagpipe-bgp does not have is forgotten (the
 // pass attaches it again); an endpoint it has, in a managed instance, that
 // is neither desired nor applied is taken as applied so that the pass
-// detaches it, with the port the looking glass names.
+// detaches it, with the port the looking glass names; the network of that
+// port, when known, stays in use for the plumbing until the detach.
 func (ag *Agent) sweep(ctx context.Context) {
 	ag.sweepDue = false
 	eps, err := ag.readLG(ctx)
@@ -166,17 +187,79 @@ func (ag *Agent) sweep(ctx context.Context) {
 		if evi := ag.stitchedEVI(ep, eps); evi != "" {
 			port = client.LocalPort{EVPN: &client.EVPNPort{ID: evi}}
 		}
+		network := ag.networkOfPort(ctx, ep.ifname)
 		ag.log.Info("endpoint in bagpipe-bgp not desired: detaching it",
 			"vpn_instance_id", ep.key.VPNInstanceID, "mac", ep.key.MACAddress, "ip", ep.key.IPAddress, "port", ep.ifname,
-			"stitched_evpn", port.EVPN != nil)
+			"stitched_evpn", port.EVPN != nil, "network", network)
 		ag.applied[ep.key] = &applied{req: client.AttachRequest{
 			VPNType:       ep.vpnType,
 			VPNInstanceID: ep.key.VPNInstanceID,
 			MACAddress:    ep.key.MACAddress,
 			IPAddress:     ep.key.IPAddress,
 			LocalPort:     port,
-		}}
+		}, network: network}
 	}
+}
+
+// networkOfPort names the network of the port ifname the looking glass
+// shows an endpoint on, or "" when it cannot tell. On OVS the name carries
+// the network's local VLAN, which the plumbing maps back (VLANNetworks),
+// or else one of the known networks has now. On a Linux bridge host it
+// is a known port's tap or a known network's bridge. Known: desired, or
+// applied by this agent.
+func (ag *Agent) networkOfPort(ctx context.Context, ifname string) string {
+	known := map[string]bool{}
+	type port struct{ id, network string }
+	var ports []port
+	for _, w := range ag.desired {
+		known[w.att.NetworkID] = true
+		ports = append(ports, port{w.att.PortID, w.att.NetworkID})
+	}
+	for _, ap := range ag.applied {
+		if ap.network != "" {
+			known[ap.network] = true
+			ports = append(ports, port{ap.portID, ap.network})
+		}
+	}
+	networks := slices.Sorted(maps.Keys(known)) // one answer when two would fit
+	switch ag.cfg.Flavour {
+	case OVS:
+		v, ok := strings.CutPrefix(ifname, ovsIfPrefix)
+		if !ok {
+			return ""
+		}
+		vlan, err := strconv.Atoi(v)
+		if err != nil {
+			return ""
+		}
+		if vn, ok := ag.cfg.Plumbing.(VLANNetworks); ok {
+			if id, ok := vn.NetworkOfVLAN(vlan); ok {
+				return id
+			}
+		}
+		if ag.ovsMemo == nil {
+			ag.ovsMemo = map[string]netFacts{}
+			defer func() { ag.ovsMemo = nil }()
+		}
+		for _, id := range networks {
+			if v, _, _, err := ag.ovsPorts(ctx, id); err == nil && v == vlan {
+				return id
+			}
+		}
+	case LinuxBridge:
+		for _, id := range networks {
+			if ifname == bridgePrefix+short(id) {
+				return id
+			}
+		}
+		slices.SortFunc(ports, func(a, b port) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.network, b.network)) })
+		for _, p := range ports {
+			if p.id != "" && ifname == tapPrefix+short(p.id) {
+				return p.network
+			}
+		}
+	}
+	return ""
 }
 
 // stitchedEVI names the E-VPN instance stitched into the VRF of ep, an

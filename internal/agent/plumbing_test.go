@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/client"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/model"
 	"github.com/bagpipe-go/bagpipe/internal/fakebgp"
+	"github.com/bagpipe-go/bagpipe/internal/testbin"
 )
 
 // fakePlumbing is a Plumbing whose facts exist only for the networks of
@@ -27,6 +29,7 @@ type fakePlumbing struct {
 	prepares int
 	released []string // inUse of the last Release, sorted
 	releases int
+	relErr   error // Release's answer
 }
 
 // vlanOf is the VLAN the fake gives each network.
@@ -53,7 +56,13 @@ func (p *fakePlumbing) Release(_ context.Context, inUse map[string]bool) error {
 	defer p.mu.Unlock()
 	p.released = slices.Sorted(maps.Keys(inUse))
 	p.releases++
-	return nil
+	return p.relErr
+}
+
+func (p *fakePlumbing) setReleaseErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.relErr = err
 }
 
 func (p *fakePlumbing) facts(_ context.Context, network string) (int, int, int, error) {
@@ -81,6 +90,18 @@ func (p *fakePlumbing) snapshot() (events []string, prepares int, released []str
 
 func withPlumbing(p *fakePlumbing) func(*Config) {
 	return func(c *Config) { c.Plumbing, c.OVSPorts = p, p.facts }
+}
+
+// vlanPlumbing is a fakePlumbing that also names the network of a VLAN
+// (VLANNetworks), as an own-mode plumber that restored its VLAN map.
+type vlanPlumbing struct {
+	*fakePlumbing
+	byVLAN map[int]string
+}
+
+func (p vlanPlumbing) NetworkOfVLAN(vlan int) (string, bool) {
+	id, ok := p.byVLAN[vlan]
+	return id, ok
 }
 
 // flakyDetach fails detaches, as an unreachable bagpipe-bgp would, while
@@ -218,6 +239,55 @@ func TestPlumbing(t *testing.T) {
 		})
 	})
 
+	t.Run("control-plane_§4.7_a_failing_release_is_in_the_status_and_logged_once", func(t *testing.T) {
+		f := newFixture(t)
+		bbgp := fakebgp.New(t, nil)
+		pl := &fakePlumbing{relErr: errors.New("ovs-vsctl: transaction error")}
+		var logs testbin.Buffer
+		f.startAgent("h1", bbgp, withPlumbing(pl), func(c *Config) {
+			c.Log = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("agent logs:\n%s", logs.String())
+			}
+		})
+		st := state("h1", evpn("p10", "net1", 10))
+		f.publish(st)
+		// Nothing is pending, yet the release failing shows.
+		waitFor(t, waitLong, "a reconciled status naming the release error", func() bool {
+			s, _ := f.lastStatus("h1")
+			return s.Generation == st.Generation && s.Reconciled && strings.Contains(s.LastError, "release: ovs-vsctl: transaction error")
+		})
+		_, _, _, n := pl.snapshot()
+		waitFor(t, waitLong, "more Releases", func() bool {
+			_, _, _, m := pl.snapshot()
+			return m >= n+3
+		})
+		if s, _ := f.lastStatus("h1"); !strings.Contains(s.LastError, "transaction error") {
+			t.Errorf("status %+v: the release error went while Release still fails", s)
+		}
+		if c := strings.Count(logs.String(), "not released"); c != 1 {
+			t.Errorf("the release failure logged %d times, want once (while its reason is the same)", c)
+		}
+		pl.setReleaseErr(errors.New("ovs-vsctl: database connection failed"))
+		waitFor(t, waitLong, "the new reason in the status", func() bool {
+			s, _ := f.lastStatus("h1")
+			return strings.Contains(s.LastError, "database connection failed")
+		})
+		if c := strings.Count(logs.String(), "not released"); c != 2 {
+			t.Errorf("the release failure logged %d times, want twice (two reasons)", c)
+		}
+		pl.setReleaseErr(nil)
+		waitFor(t, waitLong, "the error cleared once Release succeeds", func() bool {
+			s, _ := f.lastStatus("h1")
+			return s.Reconciled && s.LastError == ""
+		})
+		if c := strings.Count(logs.String(), "plumbing of unused networks released"); c != 1 {
+			t.Errorf("the recovery logged %d times, want once", c)
+		}
+	})
+
 	t.Run("no_release_before_the_first_desired_state", func(t *testing.T) {
 		// Before a desired state, every network looks unused: a Release
 		// then would free the VLANs an own-mode plumber restored.
@@ -234,6 +304,114 @@ func TestPlumbing(t *testing.T) {
 		ag.release(t.Context())
 		if _, _, rel, n := pl.snapshot(); n != 1 || !slices.Equal(rel, []string{"net1"}) {
 			t.Fatalf("Releases %d, last with %q; want 1 with net1", n, rel)
+		}
+	})
+}
+
+// TestSweepNetworks: the network of an endpoint the looking glass sweep
+// finds (control-plane §7.2), which the plumbing must not forget before
+// the endpoint is detached (§4.7).
+func TestSweepNetworks(t *testing.T) {
+	t.Run("control-plane_§7.2_a_swept_ovs_endpoint_keeps_its_network_in_use_until_detached", func(t *testing.T) {
+		f := newFixture(t)
+		bbgp := fakebgp.New(t, nil)
+		// Left by the agent before its restart: an endpoint of net3, a
+		// network no longer desired here, on net3's VLAN 33.
+		stale := client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_net3", MACAddress: "02:00:00:00:00:33",
+			IPAddress: "10.3.0.3", LocalPort: client.LocalPort{LinuxIf: "patch2tun:33", VLAN: 33}}
+		if err := bbgp.Plug(stale); err != nil {
+			t.Fatal(err)
+		}
+		pl := vlanPlumbing{fakePlumbing: &fakePlumbing{}, byVLAN: map[int]string{31: "net1", 33: "net3"}}
+		bgp := &flakyDetach{BGP: bbgp.Client(t)}
+		bgp.fail.Store(true)
+		f.startAgent("h1", nil, func(c *Config) { c.Plumbing, c.OVSPorts, c.BGP = pl, pl.facts, bgp })
+		st := state("h1", evpn("p10", "net1", 10))
+		f.publish(st)
+		waitFor(t, waitLong, "the stale endpoint's detach failing", func() bool {
+			s, _ := f.lastStatus("h1")
+			return s.Generation == st.Generation && s.Pending == 1 && strings.Contains(s.LastError, "evpn_net3")
+		})
+		_, _, _, n := pl.snapshot()
+		waitFor(t, waitLong, "more Releases", func() bool {
+			_, _, _, m := pl.snapshot()
+			return m >= n+2
+		})
+		if _, _, rel, _ := pl.snapshot(); !slices.Equal(rel, []string{"net1", "net3"}) {
+			t.Errorf("Release with %q while net3's endpoint is still in bagpipe-bgp, want net1 and net3", rel)
+		}
+		bgp.fail.Store(false)
+		f.waitReconciled("h1", st.Generation)
+		waitFor(t, waitLong, "Release with net1 only", func() bool {
+			_, _, rel, _ := pl.snapshot()
+			return slices.Equal(rel, []string{"net1"})
+		})
+		if got := bbgp.Endpoints(); !slices.Equal(got, []string{"evpn_net1 02:00:00:00:00:0a 10.0.0.10 patch2tun:31"}) {
+			t.Errorf("endpoints %q", got)
+		}
+	})
+
+	// sweepOnce runs one sweep of an agent (not running) of flavour with
+	// the desired state st against bbgp, and returns the network of each
+	// swept endpoint by instance and MAC.
+	sweepOnce := func(t *testing.T, bbgp *fakebgp.Server, flavour Flavour, pl Plumbing, facts OVSPortsFunc, st *model.HostState) map[string]string {
+		t.Helper()
+		ag, err := New(Config{Host: "h1", Flavour: flavour, OVSPorts: facts, Plumbing: pl, BGP: bbgp.Client(t), Log: testLog(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ag.setDesired(t.Context(), st)
+		ag.sweep(t.Context())
+		out := map[string]string{}
+		for k, ap := range ag.applied {
+			out[k.VPNInstanceID+" "+k.MACAddress] = ap.network
+		}
+		return out
+	}
+	plug := func(t *testing.T, bbgp *fakebgp.Server, reqs ...client.AttachRequest) {
+		t.Helper()
+		for _, r := range reqs {
+			if err := bbgp.Plug(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	t.Run("control-plane_§7.2_ovs_without_VLANNetworks_knows_the_VLANs_of_desired_networks", func(t *testing.T) {
+		bbgp := fakebgp.New(t, nil)
+		plug(t, bbgp,
+			client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_net1", MACAddress: "02:00:00:00:00:99",
+				LocalPort: client.LocalPort{LinuxIf: "patch2tun:31", VLAN: 31}},
+			client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_net3", MACAddress: "02:00:00:00:00:98",
+				LocalPort: client.LocalPort{LinuxIf: "patch2tun:33", VLAN: 33}},
+			client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_net4", MACAddress: "02:00:00:00:00:97",
+				LocalPort: client.LocalPort{LinuxIf: "patch2tun:x"}},
+		)
+		pl := &fakePlumbing{}
+		got := sweepOnce(t, bbgp, OVS, pl, pl.facts, state("h1", evpn("p10", "net1", 10)))
+		want := map[string]string{"evpn_net1 02:00:00:00:00:99": "net1", "evpn_net3 02:00:00:00:00:98": "", "evpn_net4 02:00:00:00:00:97": ""}
+		if !maps.Equal(got, want) {
+			t.Errorf("networks of the swept endpoints %v, want %v", got, want)
+		}
+	})
+
+	t.Run("control-plane_§7.2_linuxbridge_taps_and_bridges_of_desired_ports_and_networks", func(t *testing.T) {
+		bbgp := fakebgp.New(t, nil)
+		plug(t, bbgp,
+			// A stale MAC on the tap of a desired port of net2.
+			client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_net2", MACAddress: "02:00:00:00:00:99",
+				LocalPort: client.LocalPort{LinuxIf: "tapp20"}},
+			// A VRF plugged on net1's bridge.
+			client.AttachRequest{VPNType: "ipvpn", VPNInstanceID: "ipvpn_net1", MACAddress: "02:00:00:00:00:98",
+				IPAddress: "10.0.0.98", LocalPort: client.LocalPort{LinuxIf: "brqnet1"}},
+			// The tap of a port no longer here.
+			client.AttachRequest{VPNType: "evpn", VPNInstanceID: "evpn_net5", MACAddress: "02:00:00:00:00:97",
+				LocalPort: client.LocalPort{LinuxIf: "tapgone"}},
+		)
+		got := sweepOnce(t, bbgp, LinuxBridge, nil, nil, state("h1", evpn("p10", "net1", 10), evpn("p20", "net2", 20)))
+		want := map[string]string{"evpn_net2 02:00:00:00:00:99": "net2", "ipvpn_net1 02:00:00:00:00:98": "net1", "evpn_net5 02:00:00:00:00:97": ""}
+		if !maps.Equal(got, want) {
+			t.Errorf("networks of the swept endpoints %v, want %v", got, want)
 		}
 	})
 }

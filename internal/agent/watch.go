@@ -47,6 +47,26 @@ func (ag *Agent) startWatcher(ctx context.Context) (<-chan struct{}, func()) {
 	}
 }
 
+// portsWoken takes a wake of the watcher: portsChanged at once, unless
+// the last one ran less than Config.WakeInterval ago; the wake is then
+// deferred to the end of that interval (Run's timer, deferredWake). Wakes
+// come in bursts (a hypervisor plugging many VMs, bagpipe-bgp adding its
+// tunnel ports to OVS): without this bound, each would prepare OVS and
+// retry every pending call, and the backoff would never apply. A tap
+// that appears right after a reaction still waits at most one interval.
+func (ag *Agent) portsWoken(ctx context.Context) {
+	if !ag.lastWake.IsZero() && time.Since(ag.lastWake) < ag.cfg.WakeInterval {
+		ag.wakeDeferred = true
+		return
+	}
+	ag.portsChanged(ctx)
+}
+
+// deferredWake is when a deferred wake is due, if there is one.
+func (ag *Agent) deferredWake() (time.Time, bool) {
+	return ag.lastWake.Add(ag.cfg.WakeInterval), ag.wakeDeferred
+}
+
 // portsChanged reacts to the watcher's wake: OVS is prepared again (a new
 // port is tagged with its network's VLAN) and the bodies, which carry its
 // facts, are built again; then every pending call is due now instead of
@@ -56,9 +76,11 @@ func (ag *Agent) startWatcher(ctx context.Context) (<-chan struct{}, func()) {
 // host's interfaces: a wake with nothing pending costs no more than a
 // pass with nothing to do.
 func (ag *Agent) portsChanged(ctx context.Context) {
+	ag.wakeDeferred = false
 	if !ag.haveState || ctx.Err() != nil {
 		return
 	}
+	ag.lastWake = time.Now()
 	if ag.cfg.Plumbing != nil {
 		ag.prepare(ctx)
 		ag.rebuild(ctx, false)

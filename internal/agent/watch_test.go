@@ -99,9 +99,12 @@ func (g *tapGate) refusals() int {
 // (control-plane §4.2, §4.7: Nova binds the port, then plugs the VIF).
 func TestPortWatcher(t *testing.T) {
 	// A backoff of a minute: only the watcher's wake can explain an
-	// attach retried within the test's bounds.
+	// attach retried within the test's bounds. The wakes' own bound
+	// (which would be RetryMin) is short: these tests wake the agent
+	// several times in a second.
 	slowRetries := func(c *Config) {
 		c.RetryMin, c.RetryMax, c.PingInterval = time.Minute, time.Minute, time.Minute
+		c.WakeInterval = 50 * time.Millisecond
 	}
 
 	t.Run("control-plane_§4.7_a_tap_plugged_late_is_attached_at_the_wake_not_after_the_backoff", func(t *testing.T) {
@@ -181,6 +184,75 @@ func TestPortWatcher(t *testing.T) {
 		f.waitReconciled("h1", st.Generation)
 		if n := gate.refusals(); n != 3 {
 			t.Errorf("%d refusals, want 3: the first attach, the first wake, the 10000 coalesced changes", n)
+		}
+	})
+
+	t.Run("control-plane_§4.7_a_burst_of_wakes_retries_at_most_once_per_wake_interval", func(t *testing.T) {
+		const interval = 200 * time.Millisecond
+		f := newFixture(t)
+		bbgp := fakebgp.New(t, nil)
+		gate := &tapGate{BGP: bbgp.Client(t), taps: map[string]bool{}}
+		pl := &fakePlumbing{}
+		w := &fakeWatcher{}
+		f.startAgent("h1", nil, withPlumbing(pl), func(c *Config) {
+			c.Flavour, c.BGP, c.PortWatcher = LinuxBridge, gate, w
+			slowRetries(c)
+			c.WakeInterval = interval
+		})
+		st := state("h1", evpn("p10", "net1", 10))
+		f.publish(st)
+		waitFor(t, waitLong, "the attach refused", func() bool { return gate.refusals() == 1 })
+		_, prepares, _, _ := pl.snapshot()
+		// A wake every 5ms for a second, each taken by the agent before
+		// the next (the agent is quicker than that): without a bound,
+		// about 200 retries and Prepares.
+		start := time.Now()
+		for time.Since(start) < time.Second {
+			w.wake(t)
+			time.Sleep(5 * time.Millisecond)
+		}
+		burst := time.Since(start)
+		// The wake deferred at the end of the burst is still acted on.
+		time.Sleep(2 * interval)
+		retries := gate.refusals() - 1
+		_, after, _, _ := pl.snapshot()
+		elapsed := time.Since(start)       // after the counts: bounds every reaction counted
+		limit := 1 + int(elapsed/interval) // reactions at least interval apart
+		if retries < 2 || retries > limit {
+			t.Errorf("%d retries for a burst of %v (then %v idle), want 2 to %d", retries, burst, elapsed-burst, limit)
+		}
+		if n := after - prepares; n < 2 || n > limit {
+			t.Errorf("%d Prepares for the burst, want 2 to %d", n, limit)
+		}
+	})
+
+	t.Run("control-plane_§4.7_a_wake_soon_after_another_is_deferred_not_lost", func(t *testing.T) {
+		const interval = 500 * time.Millisecond
+		f := newFixture(t)
+		bbgp := fakebgp.New(t, nil)
+		gate := &tapGate{BGP: bbgp.Client(t), taps: map[string]bool{}}
+		w := &fakeWatcher{}
+		f.startAgent("h1", nil, func(c *Config) {
+			c.Flavour, c.BGP, c.PortWatcher = LinuxBridge, gate, w
+			slowRetries(c)
+			c.WakeInterval = interval
+		})
+		st := state("h1", evpn("p10", "net1", 10))
+		f.publish(st)
+		waitFor(t, waitLong, "the attach refused", func() bool { return gate.refusals() == 1 })
+		first := time.Now()
+		w.wake(t)
+		waitFor(t, waitLong, "the retry of the first wake", func() bool { return gate.refusals() == 2 })
+		// The tap appears just after that retry; its wake comes within
+		// the interval.
+		gate.plug("tapp10")
+		w.wake(t)
+		f.waitReconciled("h1", st.Generation)
+		if took := time.Since(first); took < interval {
+			t.Errorf("attached %v after the first wake: the second wake was not deferred to the interval's end (%v)", took, interval)
+		}
+		if n := gate.refusals(); n != 2 {
+			t.Errorf("%d refusals, want 2", n)
 		}
 	})
 

@@ -9,6 +9,9 @@
 // agent after each of its own attaches. When the subscription fails (the
 // socket's buffer overflowed and notifications were lost), the watcher
 // subscribes again, listing the existing links, which all count as new:
-// what appeared meanwhile is reported. On systems other than Linux, Run
-// does nothing until its context ends.
+// what appeared meanwhile is reported. Without CAP_NET_ADMIN, the
+// socket's receive buffer is asked for without being forced past the
+// system's limit; a subscription refused for want of a privilege is not
+// retried: Run returns why. On systems other than Linux, Run does nothing
+// until its context ends.
 package linkwatch

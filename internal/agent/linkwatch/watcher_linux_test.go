@@ -4,11 +4,18 @@ package linkwatch
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +26,32 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// childEnv, when set, makes the test binary a watcher run by
+// TestUnprivileged instead of a test run: "own" watches the namespace it
+// runs in, anything else is a namespace path to watch.
+const childEnv = "BAGPIPE_LINKWATCH_CHILD"
+
+func TestMain(m *testing.M) {
+	if ns := os.Getenv(childEnv); ns != "" {
+		os.Exit(watchChild(ns))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// watchChild runs a Watcher until SIGTERM, writing "changed" on stdout at
+// each call of changed, then "returned: <Run's error>"; its logs go to
+// stderr.
+func watchChild(ns string) int {
+	if ns == "own" {
+		ns = ""
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
+	w := &Watcher{NamespacePath: ns, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	err := w.Run(ctx, func() { fmt.Println("changed") })
+	fmt.Printf("returned: %v\n", err)
+	return 0
+}
 
 // running is a watcher run by a test, counting its calls of changed.
 type running struct {
@@ -181,6 +213,117 @@ func TestWatcher(t *testing.T) {
 		r.stop(t)
 		if n := r.calls.Load(); n != 0 {
 			t.Errorf("changed called %d times without a namespace", n)
+		}
+	})
+}
+
+// unprivileged is a copy of the test binary run as nobody, without
+// capabilities, in a namespace of the test, as a watchChild.
+type unprivileged struct {
+	stdout, stderr *testbin.Buffer
+	proc           *testnet.Process
+}
+
+// startUnprivileged runs watchChild(ns) in h as nobody (uid and gid
+// 65534, no groups, no capabilities) through setpriv.
+func startUnprivileged(t *testing.T, h *testnet.Host, ns string) *unprivileged {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skipf("needs util-linux's setpriv to drop privileges: %v", err)
+	}
+	// go test's build directory is private to root: nobody runs a copy.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "linkwatch-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "linkwatch.test")
+	if err := copyFile(self, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u := &unprivileged{stdout: &testbin.Buffer{}, stderr: &testbin.Buffer{}}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=-all", "--bounding-set=-all", "--", bin)
+	cmd.Env = append(os.Environ(), childEnv+"="+ns)
+	cmd.Stdout, cmd.Stderr = u.stdout, u.stderr
+	if u.proc, err = h.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := u.proc.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("unprivileged watcher: stdout:\n%s\nstderr:\n%s", u.stdout.String(), u.stderr.String())
+		}
+	})
+	return u
+}
+
+// waitOutput waits (bounded) until the child's stdout or stderr contains s.
+func (u *unprivileged) waitOutput(t *testing.T, out *testbin.Buffer, s, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q within 10s", what, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func copyFile(from, to string, mode os.FileMode) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// TestUnprivileged: a watcher without CAP_NET_ADMIN nor CAP_SYS_ADMIN, as
+// an agent run as an ordinary user is.
+func TestUnprivileged(t *testing.T) {
+	t.Run("control-plane_§4.2_without_CAP_NET_ADMIN_the_buffer_is_not_forced_and_taps_are_seen", func(t *testing.T) {
+		h := newHost(t)
+		u := startUnprivileged(t, h, "own")
+		u.waitOutput(t, u.stderr, "not forced", "the fallback from SO_RCVBUFFORCE")
+		addTap(t, h, "tapunpriv")
+		u.waitOutput(t, u.stdout, "changed", "the tap seen by the unprivileged watcher")
+		if n := strings.Count(u.stderr.String(), "not forced"); n != 1 {
+			t.Errorf("the fallback logged %d times, want once", n)
+		}
+		if strings.Contains(u.stderr.String(), "subscribing again") || strings.Contains(u.stdout.String(), "returned") {
+			t.Errorf("the watcher failed after the fallback")
+		}
+	})
+
+	t.Run("control-plane_§4.2_a_namespace_it_may_not_enter_stops_Run_with_the_reason", func(t *testing.T) {
+		h := newHost(t)
+		u := startUnprivileged(t, h, h.Path())
+		u.waitOutput(t, u.stdout, "returned: ", "Run's end")
+		out := u.stdout.String()
+		if !strings.Contains(out, "operation not permitted") || !strings.Contains(out, h.Path()) {
+			t.Errorf("Run returned %q, want the refusal to enter %s", out, h.Path())
+		}
+		if strings.Contains(u.stderr.String(), "subscribing again") {
+			t.Errorf("a refusal for want of privilege was retried:\n%s", u.stderr.String())
 		}
 	})
 }
