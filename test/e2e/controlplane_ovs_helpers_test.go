@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -371,4 +372,54 @@ func waitNoEndpoint(t *testing.T, n *bgpvpnNode, mac string, want ...string) {
 			t.Errorf("node %s: instance %s still has an endpoint of %s: %s", n.name, ext, mac, raw)
 		}
 	}
+}
+
+// bridgeSnapshot is a bridge's flows selected by a dump-flows filter, and
+// its groups, as sorted text without counters: what must be there again
+// after an ovs-vswitchd restart.
+type bridgeSnapshot struct {
+	flows, groups []string
+}
+
+// snapshot reads bridge of o: the flows filter selects (all with ""), and
+// every group.
+func snapshot(ctx context.Context, o *testnet.OVS, bridge, filter string) (bridgeSnapshot, error) {
+	var s bridgeSnapshot
+	args := []string{"-O", ofVersions, "--no-names", "--no-stats", "dump-flows", bridge}
+	if filter != "" {
+		args = append(args, filter)
+	}
+	out, err := o.Ofctl(ctx, "", args...)
+	if err != nil {
+		return s, err
+	}
+	s.flows = dumpLines(out)
+	if out, err = o.Ofctl(ctx, "", "-O", ofVersions, "dump-groups", bridge); err != nil {
+		return s, err
+	}
+	s.groups = dumpLines(out)
+	return s, nil
+}
+
+// dumpLines are the entries of an ovs-ofctl dump, sorted, its reply
+// header aside.
+func dumpLines(out string) []string {
+	var lines []string
+	for l := range strings.Lines(out) {
+		if l = strings.TrimSpace(l); l != "" && !strings.Contains(l, " reply (") {
+			lines = append(lines, l)
+		}
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+// equal says s and o have the same flows and groups.
+func (s bridgeSnapshot) equal(o bridgeSnapshot) bool {
+	return slices.Equal(s.flows, o.flows) && slices.Equal(s.groups, o.groups)
+}
+
+func (s bridgeSnapshot) String() string {
+	return fmt.Sprintf("%d flows, %d groups:\n  %s\n  %s", len(s.flows), len(s.groups),
+		strings.Join(s.flows, "\n  "), strings.Join(s.groups, "\n  "))
 }

@@ -7,12 +7,15 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/bgpvpns"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 
+	"github.com/bagpipe-go/bagpipe/internal/agent/ovsplumb"
+	"github.com/bagpipe-go/bagpipe/internal/dataplane/ovs"
 	"github.com/bagpipe-go/bagpipe/internal/testbin"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
@@ -46,6 +49,12 @@ import (
 //   - p3 on net1 bound to B: p1 and p3 ping each other over VXLAN with
 //     net1's VNI through the E-VPN ovs driver on br-tun, same subnet (TTL
 //     64).
+//   - ovs-vswitchd on A stopped and started again (every OpenFlow table
+//     lost, control-plane §6 D25), with no operator action on the agent
+//     or bagpipe-bgp: A's agent's br-tun flows (redirect, ARP responder,
+//     base flows), the E-VPN driver's br-tun flows and flood groups and
+//     br-mpls's VRF flows and groups come back as they were, and p1
+//     reaches p2 (routed) and p3 (VXLAN) again; the times are logged.
 //   - net2's association deleted: p1 no longer reaches p2, B's redirect
 //     and ARP responder for net2's VLAN go; p2's port deleted: B's E-VPN
 //     of net2 goes with every br-tun flow of net2's VLAN.
@@ -221,6 +230,138 @@ func TestControlPlaneOVS(t *testing.T) {
 			waitInstances(t, b, net1.evpn(), net1.ipvpn(), net2.evpn(), net2.ipvpn())
 			vrfInput(t, b, net1.ipvpn(), patchFromTunB, vlan1B)
 			waitReconciled(t, srv, b, 4)
+		}},
+		{"control-plane_§6_D25_ovs-vswitchd_restart_on_A_heals_without_restarts:_the_agent's_br-tun_flows,_the_E-VPN_and_VRF_flows,_p1_↔_p2_and_p1_↔_p3_come_back", func(t *testing.T) {
+			o := a.br.ovs
+			agentSel := fmt.Sprintf("cookie=%#x/%#x", ovsplumb.Cookie, ovsplumb.CookieMask)
+			evpnSel := fmt.Sprintf("cookie=%#x/%#x", ovs.EVPNCookieTag, ovs.EVPNCookieMask)
+			// What A's bridges have before: the agent's br-tun flows (its
+			// redirect and ARP responder of net1 among them), the E-VPN
+			// driver's (br-tun's groups are its flood groups), every
+			// flow and group of br-mpls (the IP-VPN driver's).
+			if _, err := redirectFlow(ctx, a, vlan1A); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := gatewayResponder(ctx, a, vlan1A, net1.gw); err != nil {
+				t.Fatal(err)
+			}
+			read := func() (agentFlows, evpnFlows, mpls bridgeSnapshot, err error) {
+				if agentFlows, err = snapshot(ctx, o, testnet.NeutronTunBridge, agentSel); err != nil {
+					return
+				}
+				agentFlows.groups = nil
+				if evpnFlows, err = snapshot(ctx, o, testnet.NeutronTunBridge, evpnSel); err != nil {
+					return
+				}
+				mpls, err = snapshot(ctx, o, mplsBridge, "")
+				return
+			}
+			agentBefore, evpnBefore, mplsBefore, err := read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(agentBefore.flows) == 0 || len(evpnBefore.flows) == 0 || len(evpnBefore.groups) == 0 || len(mplsBefore.flows) == 0 {
+				t.Fatalf("A's bridges before the restart: agent's br-tun flows %s\nE-VPN %s\nbr-mpls %s", agentBefore, evpnBefore, mplsBefore)
+			}
+
+			if err := o.StopVSwitchd(); err != nil {
+				t.Fatal(err)
+			}
+			stopped := time.Now()
+			time.Sleep(500 * time.Millisecond) // down a while, as in a restart
+			if err := o.StartVSwitchd(ctx); err != nil {
+				t.Fatal(err)
+			}
+			up := time.Now()
+			// The flows neither the agent nor bagpipe-bgp own, which the
+			// restart lost too: br-int's NORMAL (the Neutron OVS agent's
+			// stand-in) and the uplink bridge's (the host's set-up).
+			// (The bridges' management sockets may lag behind
+			// ovs-vswitchd's start.)
+			for _, br := range []string{testnet.NeutronIntBridge, testnet.NeutronUplinkBridge} {
+				if err := waitFor(dataplaneTimeout, func() error { return o.AddFlows(ctx, br, "priority=0,actions=NORMAL") }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("ovs-vswitchd on A down for %v", up.Sub(stopped).Round(time.Millisecond))
+
+			// p1 → p2 (routed: br-tun's redirect, the VRFs) and p1 → p3
+			// (VXLAN: the E-VPN driver's br-tun flows), each until its
+			// first echo reply.
+			var wg sync.WaitGroup
+			pings := []struct {
+				what string
+				dst  netip.Addr
+				err  error
+				took time.Duration
+			}{{what: "p1 → p2 (routed)", dst: p2.addr()}, {what: "p1 → p3 (VXLAN)", dst: p3.addr()}}
+			for i := range pings {
+				wg.Go(func() {
+					pings[i].err = firstReply(ctx, p1.vm, pings[i].dst, 20*time.Second)
+					pings[i].took = time.Since(up)
+				})
+			}
+			// Each part's first time back as it was, polled every 50 ms.
+			var agentTook, evpnTook, mplsTook time.Duration
+			var agentNow, evpnNow, mplsNow bridgeSnapshot
+			deadline := up.Add(20 * time.Second)
+			for agentTook == 0 || evpnTook == 0 || mplsTook == 0 {
+				var err error
+				agentNow, evpnNow, mplsNow, err = read()
+				since := time.Since(up)
+				if err == nil {
+					if agentTook == 0 && agentNow.equal(agentBefore) {
+						agentTook = since
+					}
+					if evpnTook == 0 && evpnNow.equal(evpnBefore) {
+						evpnTook = since
+					}
+					if mplsTook == 0 && mplsNow.equal(mplsBefore) {
+						mplsTook = since
+					}
+				}
+				if time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			wg.Wait()
+			t.Logf("after ovs-vswitchd on A was back: agent's br-tun flows (redirect, ARP responder, base) %v, E-VPN driver's br-tun flows and groups %v, br-mpls's VRF flows and groups %v, first echo reply %s %v, %s %v (0: not back within 20 s)",
+				agentTook.Round(time.Millisecond), evpnTook.Round(time.Millisecond), mplsTook.Round(time.Millisecond),
+				pings[0].what, pings[0].took.Round(time.Millisecond), pings[1].what, pings[1].took.Round(time.Millisecond))
+			// Bounds: the agent's OpenFlow monitor reconnects within half
+			// a second of ovs-vswitchd's return, the drivers' rewrites
+			// retry within 2 s; room for a loaded machine.
+			const bound = 5 * time.Second
+			for _, c := range []struct {
+				what     string
+				took     time.Duration
+				now, was bridgeSnapshot
+			}{
+				{"the agent's br-tun flows", agentTook, agentNow, agentBefore},
+				{"the E-VPN driver's br-tun flows", evpnTook, evpnNow, evpnBefore},
+				{"br-mpls", mplsTook, mplsNow, mplsBefore},
+			} {
+				switch {
+				case c.took == 0:
+					t.Errorf("A: %s not back within 20 s: %s\nwant %s", c.what, c.now, c.was)
+				case c.took > bound:
+					t.Errorf("A: %s back %v after ovs-vswitchd, want within %v", c.what, c.took, bound)
+				}
+			}
+			for _, p := range pings {
+				if p.err != nil {
+					t.Errorf("%s after the restart: %v", p.what, p.err)
+				}
+			}
+			if t.Failed() {
+				t.FailNow()
+			}
+			pingRouted(t, p1, p2)
+			pingRouted(t, p2, p1)
+			// No operator action: the agents and bagpipe-bgp processes
+			// are the ones from the start, and A is reconciled.
+			waitReconciled(t, srv, a, 2)
 		}},
 		{"control-plane_§4.2_§5_#29_net2's_association_deleted:_p1_no_longer_reaches_p2,_B's_redirect_and_ARP_responder_of_net2_go", func(t *testing.T) {
 			deleted := time.Now()

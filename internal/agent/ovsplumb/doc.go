@@ -17,8 +17,11 @@
 //     difference, in one OpenFlow bundle: a repeated Prepare costs one
 //     OVSDB read and one dump, and a redirect whose network left is deleted
 //     (the original's strict delete without dl_dst matched nothing and left
-//     them behind). Flows lost to an ovs-vswitchd restart come back at the
-//     next Prepare, which the agent runs periodically.
+//     them behind). Flows lost to an ovs-vswitchd restart, or deleted by
+//     someone, come back at the next Prepare, which the agent runs at
+//     once: the Watcher's OpenFlow monitor of br-tun wakes it when it
+//     connects again to a restarted ovs-vswitchd and when a flow with the
+//     cookie is deleted (control-plane §6 D25); and periodically.
 //   - The router MAC redirect follows the desired state: a router
 //     interface that appears after the association replaces the ARP
 //     responder at the next Prepare (the original changed it only on

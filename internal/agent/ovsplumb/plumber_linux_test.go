@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -454,6 +455,13 @@ func runAgent(t *testing.T, cfg agent.Config) *fakebgp.Server {
 	t.Helper()
 	bbgp := fakebgp.New(t, nil)
 	cfg.BGP = bbgp.Client(t)
+	var logs testbin.Buffer
+	cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent logs:\n%s", logs.String())
+		}
+	})
 	ag, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -669,6 +677,183 @@ func TestWatcherOVS(t *testing.T) {
 	})
 }
 
+// waitFlowWakes waits (bounded) until the OpenFlow monitor has woken the
+// agent more than n times.
+func (x *watching) waitFlowWakes(t *testing.T, n int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for x.w.flowWakes.Load() <= n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: OpenFlow monitor woke %d times within 10s, want more than %d", what, x.w.flowWakes.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWatcherVSwitchdRestart: ovs-vswitchd restarting, which changes no
+// column the OVSDB monitors follow, wakes the watcher through its
+// OpenFlow monitor of br-tun once ovs-vswitchd is back; so does a
+// deletion of the plumber's flows, not the deletion of another flow
+// (control-plane §6 D25).
+func TestWatcherVSwitchdRestart(t *testing.T) {
+	x := newOVSHost(t)
+	p := x.plumber(ModeOwn)
+	prepare(t, p, hostState(true, ""))
+	wt := watch(t, p.Watcher())
+	pid := wt.waitMonitor(t, flowMonitor)
+	wt.waitFlowWakes(t, 0, "the monitor's first reply")
+
+	// Another cookie's flow deleted, then one of the plumber's: one wake,
+	// the second's (the monitor reports in order).
+	// br-tun speaks OpenFlow 1.3, not AddFlows' 1.5.
+	if _, err := x.o.Ofctl(t.Context(), "", "-O", "OpenFlow13", "add-flow", DefaultTunBridge,
+		"cookie=0xba6f0e0000000001,table=20,priority=5,dl_vlan=9,actions=drop"); err != nil {
+		t.Fatal(err)
+	}
+	before := wt.w.flowWakes.Load()
+	if _, err := x.o.Ofctl(t.Context(), "", "-O", "OpenFlow13", "del-flows", DefaultTunBridge, "cookie=0xba6f0e0000000001/-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.o.Ofctl(t.Context(), "", "-O", "OpenFlow13", "del-flows", DefaultTunBridge,
+		fmt.Sprintf("cookie=%#x/-1,table=%d", Cookie, tableFloodToTun)); err != nil {
+		t.Fatal(err)
+	}
+	wt.waitFlowWakes(t, before, "the plumber's flow deleted")
+	time.Sleep(100 * time.Millisecond) // room for a wrong extra wake
+	if n := wt.w.flowWakes.Load() - before; n != 1 {
+		t.Errorf("%d wakes for the deletion of another flow then of the plumber's, want 1", n)
+	}
+
+	before = wt.w.flowWakes.Load()
+	if err := x.o.StopVSwitchd(); err != nil {
+		t.Fatal(err)
+	}
+	// The monitor ends with ovs-vswitchd; it is started again (and fails)
+	// until ovs-vswitchd is back. Let a few attempts fail.
+	deadline := time.Now().Add(10 * time.Second)
+	for wt.w.pid(flowMonitor) == pid {
+		if time.Now().After(deadline) {
+			t.Fatal("the OpenFlow monitor did not end with ovs-vswitchd")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := wt.w.flowWakes.Load(); n != before {
+		t.Errorf("%d wakes while ovs-vswitchd is down, want none", n-before)
+	}
+	if err := x.o.StartVSwitchd(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	wt.waitFlowWakes(t, before, "ovs-vswitchd back")
+	took := time.Since(up)
+	t.Logf("wake %v after ovs-vswitchd was back (monitor retry cap %v)", took.Round(time.Millisecond), flowMonitorRetryMax)
+	if took > flowMonitorRetryMax+2*time.Second {
+		t.Errorf("wake %v after ovs-vswitchd was back, want within the retry cap %v (and some room)", took, flowMonitorRetryMax)
+	}
+	if f := x.ourFlows(); strings.Contains(f, "actions=") {
+		t.Errorf("flows of the plumber on br-tun after the restart, before any Prepare:\n%s", f)
+	}
+	prepare(t, p, hostState(true, ""))
+	if f := x.ourFlows(); !strings.Contains(f, "dl_dst="+FakeGatewayMAC) || !strings.Contains(f, "arp_tpa="+gwIP) {
+		t.Errorf("redirect or ARP responder missing after the Prepare:\n%s", f)
+	}
+}
+
+// TestAgentHealsVSwitchdRestart: an ovs-vswitchd restart loses br-tun's
+// flows; the agent's watcher hears of it (its OpenFlow monitor connects
+// again) and the agent prepares OVS again, so that the gateway redirect
+// and the base flows are back within a second, though the ping tick
+// (which also prepares OVS) is a minute away; so are they after someone
+// deleted them. bagpipe-bgp is not called (its OVS drivers write their
+// own flows again: control-plane §6 D25).
+func TestAgentHealsVSwitchdRestart(t *testing.T) {
+	x := newOVSHost(t)
+	requireClient(t)
+	x.plugVM("vm", "p10")
+	p := x.plumber(ModeOwn)
+	// WakeInterval (default RetryMin) bounds how often the agent reacts
+	// to the watcher: a wake soon after another (the OpenFlow monitor's
+	// first reply, the patch ports' numbers) waits for its end.
+	bbgp := runAgent(t, agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p, PortWatcher: p.Watcher(),
+		PingInterval: time.Minute, RetryMin: time.Minute, RetryMax: time.Minute, WakeInterval: 100 * time.Millisecond, SweepInterval: -1})
+	want := x.ourFlows()
+	if !strings.Contains(want, "dl_dst="+routerMAC) {
+		t.Fatalf("no router redirect before the restart:\n%s", want)
+	}
+	bbgp.Take()
+	// waitRestored polls br-tun until the plumber's flows are want again,
+	// and returns how long that took from since.
+	waitRestored := func(what string, since time.Time) time.Duration {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		var got string
+		for {
+			// The bridge's management socket may lag behind vswitchd's
+			// start.
+			out, err := x.o.Ofctl(t.Context(), "", "-O", "OpenFlow13", "--no-names", "--no-stats", "dump-flows", DefaultTunBridge,
+				fmt.Sprintf("cookie=%#x/%#x", Cookie, CookieMask))
+			if got = out; err == nil && sameLines(got, want) {
+				return time.Since(since)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: br-tun's flows not restored within 10s:\n%s\nwant:\n%s", what, got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The ping tick is a minute away: only the watcher explains a repair
+	// within seconds.
+	const bound = flowMonitorRetryMax + 2*time.Second
+
+	if err := x.o.StopVSwitchd(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	time.Sleep(500 * time.Millisecond) // down a while, as a restart is
+	if err := x.o.StartVSwitchd(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	took := waitRestored("ovs-vswitchd restarted", up)
+	t.Logf("br-tun's flows back %v after ovs-vswitchd was (%v after it stopped)", took.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
+	if took > bound {
+		t.Errorf("flows back %v after ovs-vswitchd, want within the OpenFlow monitor's retry cap %v (and some room)", took, flowMonitorRetryMax)
+	}
+
+	// Someone deletes the plumber's flows (the Neutron OVS agent's
+	// stale-flow clean-up): they are back at once too.
+	deleted := time.Now()
+	if _, err := x.o.Ofctl(t.Context(), "", "-O", "OpenFlow13", "del-flows", DefaultTunBridge,
+		fmt.Sprintf("cookie=%#x/%#x", Cookie, CookieMask)); err != nil {
+		t.Fatal(err)
+	}
+	took = waitRestored("flows deleted", deleted)
+	t.Logf("br-tun's flows back %v after their deletion", took.Round(time.Millisecond))
+	if took > bound {
+		t.Errorf("flows back %v after their deletion, want well under the ping interval", took)
+	}
+	if calls := bbgp.Take(); len(calls) != 0 {
+		t.Errorf("calls to bagpipe-bgp after the restart %v, want none", calls)
+	}
+}
+
+// sameLines says two dumps have the same lines, in any order, their
+// headers aside.
+func sameLines(a, b string) bool {
+	lines := func(s string) []string {
+		var out []string
+		for l := range strings.Lines(s) {
+			if l = strings.TrimSpace(l); l != "" && !strings.Contains(l, "reply") {
+				out = append(out, l)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(lines(a), lines(b))
+}
+
 // TestAgentWithWatcher: a port bound before its VM is plugged (Nova binds,
 // then plugs the VIF) is tagged as soon as the VM's port appears on
 // br-int with its iface-id, though the agent's ping tick (which also
@@ -677,8 +862,11 @@ func TestAgentWithWatcher(t *testing.T) {
 	x := newOVSHost(t)
 	requireClient(t)
 	p := x.plumber(ModeOwn)
+	// WakeInterval (default RetryMin) bounds how often the agent reacts
+	// to the watcher: a wake soon after another (the OpenFlow monitor's
+	// first reply, the patch ports' numbers) waits for its end.
 	bbgp := runAgent(t, agent.Config{Host: "h1", Flavour: agent.OVS, OVSPorts: p.Facts, Plumbing: p, PortWatcher: p.Watcher(),
-		PingInterval: time.Minute, RetryMin: time.Minute, RetryMax: time.Minute, SweepInterval: -1})
+		PingInterval: time.Minute, RetryMin: time.Minute, RetryMax: time.Minute, WakeInterval: 100 * time.Millisecond, SweepInterval: -1})
 	if n := p.Missing(); n != 1 {
 		t.Fatalf("Missing %d before the VM is plugged, want 1", n)
 	}

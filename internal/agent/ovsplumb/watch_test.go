@@ -2,6 +2,7 @@ package ovsplumb
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -78,5 +79,50 @@ func TestWatcherPolls(t *testing.T) {
 	time.Sleep(10 * w.poll)     // ten polls
 	if n := calls.Load(); n > settled {
 		t.Errorf("changed called %d more times with nothing missing", n-settled+1)
+	}
+}
+
+// TestFlowWaker: the OpenFlow monitor's output wakes at its first line
+// (connected: a restarted ovs-vswitchd's empty tables) and at each
+// deletion of a flow with the plumber's cookie, not at other flows'
+// deletions (bagpipe-bgp's E-VPN driver's, in the same bridge), whatever
+// the writes' boundaries and the lines' length (control-plane §6 D25).
+func TestFlowWaker(t *testing.T) {
+	ours := fmt.Sprintf(" event=DELETED reason=delete table=2 cookie=%#x dl_src=00:00:5e:2a:10:00 actions=resubmit(,20)\n", Cookie|7)
+	evpn := " event=DELETED reason=delete table=20 cookie=0xba6f0e0000000005 dl_vlan=5,dl_dst=02:00:00:00:00:01 actions=pop_vlan,output:3\n"
+	header := "ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x0):\n"
+	long := " event=DELETED reason=delete table=22 cookie=0x0 " + strings.Repeat("x", 10*flowLineHead) + "\n"
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		wakes  int
+	}{
+		{"the_monitor's_first_reply", []string{"ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x6):\n"}, 1},
+		{"first_line_split_across_writes", []string{"ONFST_FLOW_MO", "NITOR reply", " (xid=0x6):", "\n"}, 1},
+		{"a_monitor_that_cannot_connect", []string{"ovs-ofctl: br-tun is not a bridge or a socket\n"}, 0},
+		{"no_line_end_yet", []string{"ONFST_FLOW_MONITOR reply"}, 0},
+		{"other_cookies'_deletions", []string{header, header + evpn + evpn, header + long}, 1},
+		{"our_deletion", []string{header, header + evpn + ours}, 2},
+		{"our_deletion_split", []string{header, header + ours[:30], ours[30:60], ours[60:]}, 2},
+		{"our_deletion_after_a_long_line_in_the_same_write", []string{header, header + long + ours}, 2},
+		{"our_cookie_past_the_kept_start_of_a_line", []string{header, " event=DELETED " + strings.Repeat("y", flowLineHead) + fmt.Sprintf(" cookie=%#x\n", Cookie)}, 1},
+		{"not_a_deletion", []string{header, fmt.Sprintf(" event=ADDED table=2 cookie=%#x actions=drop\n", Cookie)}, 1},
+		{"malformed_cookie", []string{header, " event=DELETED reason=delete cookie=0xzz actions=drop\n", " event=DELETED\n", "\n"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wakes := 0
+			f := &flowWaker{changed: func() { wakes++ }}
+			for _, w := range tc.writes {
+				if n, err := f.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if wakes != tc.wakes {
+				t.Errorf("%d wakes, want %d", wakes, tc.wakes)
+			}
+			if len(f.head) > flowLineHead {
+				t.Errorf("%d bytes of a line kept, want at most %d", len(f.head), flowLineHead)
+			}
+		})
 	}
 }

@@ -85,6 +85,17 @@ import (
 // (local_port.evpn.ovs_port_name); a Linux veth given to an EVI has no
 // place in br-tun.
 //
+// A lost OpenFlow connection (ovs-vswitchd stopped or restarted: it
+// starts with empty tables) makes the driver write everything its
+// instances have installed again, with no BGP event and no call: the
+// tunnels' input flows, then each instance's flows and flood group in a
+// bundle of its own, under the instance's lock; retried with a doubling
+// backoff (evpnResyncMin to evpnResyncMax) until it succeeds. Adding
+// again what the bridge still has is harmless (adds replace, the group
+// is add_or_mod). Tunnel port numbers are taken to survive the restart
+// (ovs-vswitchd reuses the ones the database recorded), as the IP-VPN
+// driver takes them.
+//
 // Known limit: the Neutron OVS agent, when it restarts, deletes the flows
 // of br-tun whose cookie is not its own (its stale-flow cleanup), ours
 // included; the original's random cookie had the same fate. Re-attaching
@@ -142,7 +153,25 @@ type EVPNDriver struct {
 	vlans   map[int]uint32
 	live    map[uint32]*evi
 	lastErr string
+	// resyncs counts the rewrites done after a lost connection.
+	resyncs int
+
+	// resyncWake asks the resync goroutine (started by NewEVPN with its
+	// OpenFlow connection) for a rewrite; stopResync ends it, and
+	// resyncDone is closed when it has.
+	resyncWake chan struct{}
+	stopResync context.CancelFunc
+	resyncDone chan struct{}
+	closeOnce  sync.Once
 }
+
+// Backoff of the rewrite after a lost OpenFlow connection, while
+// ovs-vswitchd is not back: it doubles from evpnResyncMin up to
+// evpnResyncMax.
+const (
+	evpnResyncMin = 100 * time.Millisecond
+	evpnResyncMax = 2 * time.Second
+)
 
 // vxlanTunnel is a VXLAN port of the bridge the driver uses.
 type vxlanTunnel struct {
@@ -183,6 +212,12 @@ func NewEVPN(cfg EVPNConfig) (*EVPNDriver, error) {
 		of = &ofNative{path: path, fb: of.(*ofctl), timeout: ofctlTimeout, log: discardIfNil(cfg.Logger)}
 	}
 	d := newEVPNDriver(cfg, &vsctl{bin: vsctlBin, db: cfg.DB, bridgeName: cfg.Options.Bridge, timeout: vsctlTimeout}, of)
+	if n, ok := of.(*ofNative); ok {
+		// A lost connection may be a restarted ovs-vswitchd, whose tables
+		// start empty: everything is written again.
+		d.startResync()
+		n.onLost = d.requestResync
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, ofctlBin, "--version").Output(); err == nil {
@@ -231,9 +266,108 @@ func newEVPNDriver(cfg EVPNConfig, db database, of openflow) *EVPNDriver {
 	}
 }
 
-// Close releases the driver's OpenFlow connection and helper process; the
-// bridge stays as it is. Instances fail every call afterwards. Idempotent.
-func (d *EVPNDriver) Close() { d.of.close() }
+// Close stops the rewrites after a lost connection and releases the
+// driver's OpenFlow connection and helper process; the bridge stays as it
+// is. Instances fail every call afterwards. Idempotent.
+func (d *EVPNDriver) Close() {
+	d.closeOnce.Do(func() {
+		if d.stopResync != nil {
+			d.stopResync()
+			<-d.resyncDone
+		}
+	})
+	d.of.close()
+}
+
+// startResync starts the goroutine that rewrites the bridge after a lost
+// OpenFlow connection; Close stops it.
+func (d *EVPNDriver) startResync() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.resyncWake, d.stopResync, d.resyncDone = make(chan struct{}, 1), cancel, make(chan struct{})
+	go d.runResync(ctx)
+}
+
+// requestResync asks for a rewrite; it never blocks (the connection's
+// reader calls it), and requests made before the rewrite starts are one.
+func (d *EVPNDriver) requestResync() {
+	select {
+	case d.resyncWake <- struct{}{}:
+	default:
+	}
+}
+
+// runResync rewrites the bridge at each request, retrying with backoff
+// until a rewrite succeeds, until ctx ends.
+func (d *EVPNDriver) runResync(ctx context.Context) {
+	defer close(d.resyncDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.resyncWake:
+		}
+		d.log.Warn("OpenFlow connection lost (ovs-vswitchd restarted?): writing the E-VPN flows again", "bridge", d.opts.Bridge)
+		delay := evpnResyncMin
+		for attempt := 1; ; attempt++ {
+			n, err := d.rewrite(ctx)
+			if err == nil {
+				d.mu.Lock()
+				d.resyncs++
+				d.mu.Unlock()
+				d.log.Info("E-VPN flows written again", "bridge", d.opts.Bridge, "instances", n, "attempts", attempt)
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.Debug("E-VPN flows not written again yet: retrying", "bridge", d.opts.Bridge, "error", err, "retry_in", delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, evpnResyncMax)
+		}
+	}
+}
+
+// rewrite writes again everything the driver has installed: the input
+// flows of its own tunnel ports, then each live instance's flows and
+// flood group (evi.rewriteLocked). It returns the number of instances
+// written.
+func (d *EVPNDriver) rewrite(ctx context.Context) (int, error) {
+	d.mu.Lock()
+	ready := d.ready
+	live := slices.Collect(maps.Values(d.live))
+	d.mu.Unlock()
+	if !ready {
+		return 0, nil // ResetState or Initialize starts afresh
+	}
+	var b bundle
+	d.tmu.Lock()
+	for _, t := range d.tunnels {
+		if t.owned {
+			b.addFlow(evpnTunnelInputFlow(t.ofport))
+		}
+	}
+	d.tmu.Unlock()
+	if err := d.of.bundle(ctx, b.lines()); err != nil {
+		return 0, fmt.Errorf("tunnel input flows: %w", err)
+	}
+	n := 0
+	for _, e := range live {
+		e.mu.Lock()
+		wrote, err := e.rewriteLocked(ctx)
+		e.mu.Unlock()
+		if err != nil {
+			return n, fmt.Errorf("instance %s: %w", e.cfg.ExternalID, err)
+		}
+		if wrote {
+			n++
+		}
+	}
+	return n, nil
+}
 
 // Type implements dataplane.Driver.
 func (d *EVPNDriver) Type() dataplane.VPNType { return dataplane.EVPN }
@@ -564,6 +698,7 @@ func (d *EVPNDriver) LookingGlass() dataplane.DriverInfo {
 		{Name: "ovs_version", Value: d.version},
 		{Name: "initialized", Value: d.ready},
 		{Name: "tunnels", Value: tunnels},
+		{Name: "resyncs", Value: d.resyncs},
 	}
 	if d.lastErr != "" {
 		extra = append(extra, dataplane.LGItem{Name: "last_error", Value: d.lastErr})
@@ -649,6 +784,33 @@ func (e *evi) forgetLocked() {
 	clear(e.macs)
 	clear(e.arps)
 	clear(e.flood)
+}
+
+// rewriteLocked writes again, in one bundle, everything the instance has
+// installed: its VNI flow, remote MAC and ARP flows, flood group and
+// flooding flow (e.mu held). It says whether it wrote anything.
+func (e *evi) rewriteLocked(ctx context.Context) (bool, error) {
+	if e.closed || e.vlan == 0 {
+		return false, nil
+	}
+	var b bundle
+	if e.vniFlow {
+		b.addFlow(vniFlow(e.id, e.vni, e.vlan))
+	}
+	for _, m := range e.macs {
+		b.addFlow(macFlow(e.id, e.vlan, m.mac, m.to.Label, m.ofport))
+	}
+	for ip, mac := range e.arps {
+		b.addFlow(arpFlow(e.id, e.vlan, ip, mac))
+	}
+	if e.floodOn {
+		b.setFloodGroup(floodGroup(e.vlan, e.flood))
+		b.addFlow(floodFlow(e.id, e.vlan))
+	}
+	if b.empty() {
+		return false, nil
+	}
+	return true, e.apply(ctx, &b)
 }
 
 // begin locks the instance for a call and checks it may run; on success

@@ -390,6 +390,67 @@ func TestOVSEVPN(t *testing.T) {
 	})
 }
 
+// TestOVSEVPNSwitchRestart stops ovs-vswitchd under a driver with an
+// instance that has its VNI flow, a remote MAC with its ARP entry and
+// tunnel port, and a flood group (dataplanes §11 #32 for the E-VPN
+// driver, control-plane §6 D25): once ovs-vswitchd is back with empty
+// tables, the driver writes its flows and group again with no call (no
+// BGP event), and the bridge ends exactly as before and as the driver's
+// state.
+func TestOVSEVPNSwitchRestart(t *testing.T) {
+	t.Parallel()
+	n := newOVSNet(t)
+	h := newEVHost(t, n, "a", "192.0.2.1/24")
+	ctx := t.Context()
+	d := h.driver(t)
+	e := plugEVI(t, d, 1, 100, 3)
+	if err := e.SetupRemoteMAC(ctx, evRoute(evMAC2, "10.0.0.9", evPE2, 100)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range []dataplane.BUMEndpoint{{NextHop: evPE2, Label: 100, Encaps: evVXLAN}, {NextHop: evLocal, Label: 100, Encaps: evVXLAN}} {
+		if err := e.AddBUMEndpoint(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sel := fmt.Sprintf("cookie=%#x/%#x", EVPNCookieTag, EVPNCookieMask)
+	flowsBefore, groupsBefore := h.flows(t, sel), h.groups(t)
+	if len(flowsBefore) != 5 || len(groupsBefore) != 1 {
+		t.Fatalf("before the restart: flows %q, groups %q; want the input, VNI, MAC, ARP and flooding flows and the flood group", flowsBefore, groupsBefore)
+	}
+	tun := h.ofport(t, "vxlan-cb007102")
+	if err := h.ovs.StopVSwitchd(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ovs.StartVSwitchd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	if again := h.ofport(t, "vxlan-cb007102"); again != tun {
+		t.Fatalf("tunnel ofport %d after the restart, was %d: the driver's flows would name the old one", again, tun)
+	}
+	// Bounded by the backoff (at most evpnResyncMax after the restart).
+	deadline := up.Add(evpnResyncMax + 10*time.Second)
+	for {
+		// The bridge's management socket may lag behind vswitchd's start.
+		fl, err1 := h.ovs.DumpFlows(ctx, evBridge, sel)
+		out, err2 := h.ovs.Ofctl(ctx, "", "-O", "OpenFlow15", "--no-names", "dump-groups", evBridge)
+		if err1 == nil && err2 == nil && len(fl) == len(flowsBefore) && slices.Equal(dumpLines(out), groupsBefore) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge not rewritten %v after the restart: %d flows, groups %q (%v)", time.Since(up), len(fl), dumpLines(out), errors.Join(err1, err2))
+		}
+		time.Sleep(50 * time.Millisecond) // polling OVS, bounded by the deadline
+	}
+	t.Logf("E-VPN flows and group written again %v after ovs-vswitchd came back", time.Since(up).Round(time.Millisecond))
+	evCheck(t, "flows", h.flows(t, sel), flowsBefore)
+	evCheck(t, "groups", h.groups(t), groupsBefore)
+	h.check(t, e)
+	if got := lgItems(d.LookingGlass().Extra)["resyncs"]; got != 1 {
+		t.Errorf("looking glass resyncs %v, want 1", got)
+	}
+}
+
 // evCheck fails t unless got equals want (sorted lines).
 func evCheck(t testing.TB, what string, got, want []string) {
 	t.Helper()
