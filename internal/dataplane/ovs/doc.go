@@ -174,7 +174,10 @@
 // (n_packets goes on rising; checked on this machine). Port numbers are
 // taken to survive the restart (ovs-vswitchd reuses the ones the database
 // recorded). A plug that fails meanwhile fails its attach, as any plug
-// OVS does not take.
+// OVS does not take. The E-VPN driver does the same on br-tun: after a
+// lost connection it writes its tunnels' input flows and each instance's
+// flows and flood group again (EVPNDriver, "resyncs" in its looking
+// glass).
 //
 // Cleanup and ResetState wait for a bundle under way and drop what is not
 // written; Close drops it too. Plugs, unplugs, fallbacks and classifiers
