@@ -57,7 +57,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.natsPassword, "nats-password", "", "NATS password (prefer the BAGPIPE_NATS_PASSWORD environment variable: a command line is visible to all)")
 	fs.StringVar(&o.flavour, "flavour", string(agent.LinuxBridge), "how ports are plugged: linuxbridge or ovs")
 	fs.StringVar(&o.ovsVLANs, "ovs-vlans", string(ovsplumb.ModeOwn),
-		"ovs flavour: own (the agent gives each network its local VLAN, tags the br-int ports by iface-id and installs br-tun's base flows) or neutron (read-only: the Neutron OVS agent's VLANs)")
+		"ovs flavour: own (the agent gives each network its local VLAN, tags the br-int ports by iface-id and installs br-tun's base flows: only on a host without the Neutron OVS agent) or neutron (read-only: the Neutron OVS agent's VLANs)")
 	fs.StringVar(&o.ovsIntBridge, "ovs-int-bridge", ovsplumb.DefaultIntBridge, "ovs flavour: the integration bridge (the VMs' ports)")
 	fs.StringVar(&o.ovsTunBridge, "ovs-tun-bridge", ovsplumb.DefaultTunBridge, "ovs flavour: the tunnel bridge (patch-int to the integration bridge)")
 	fs.StringVar(&o.ovsMPLSBridge, "ovs-mpls-bridge", ovsplumb.DefaultMPLSBridge, "ovs flavour: bagpipe-bgp's IP-VPN bridge")
@@ -186,7 +186,6 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		defer p.Close()
 		// The watcher runs ovsdb-client monitor (or polls without it), so
 		// that a VM plugged after its binding is tagged at once.
 		cfg.OVSPorts, cfg.Plumbing, cfg.PortWatcher = p.Facts, p, p.Watcher()

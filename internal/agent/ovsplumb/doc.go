@@ -29,7 +29,13 @@
 //   - In own mode (ModeOwn, no Neutron OVS agent on the host), the VLAN map
 //     lives in OVSDB only, in the Neutron agent's format (Port.tag and
 //     Port.other_config net_uuid, network_type, physical_network,
-//     segmentation_id, tag), so that a restart restores it. A network's
+//     segmentation_id, tag), and on br-int's Bridge row
+//     (external_ids:bagpipe-vlan-<network>), so that a restart restores
+//     it, also for a network whose VM ports left while the agent was
+//     down (bagpipe-bgp may still use its VLAN); the VLANs br-tun's
+//     bagpipe flows name for no restored network are quarantined. Own
+//     mode refuses to run (Prepare fails) while br-tun has another
+//     agent's flows in the Neutron tables: it would replace them. A network's
 //     VLAN is released only when nothing of the network is desired or
 //     applied any more (Release): bagpipe-bgp's flows still name it until
 //     the last detach, and reusing it earlier would let traffic cross

@@ -3,7 +3,7 @@ package ovsplumb
 import (
 	"bytes"
 	"context"
-	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,8 +64,11 @@ func (r *runner) ofctlBundle(ctx context.Context, bridge string, lines []string)
 
 func (r *runner) seconds() string { return strconv.Itoa(max(1, int(r.timeout/time.Second))) }
 
-// run runs one command; the error carries the first line of its standard
-// error, named after the program.
+// run runs one command. Its error names the program and its subcommand
+// (the first argument not an option); a timeout or cancellation wraps
+// ctx's error, any other failure wraps the exec error, with the program's
+// own error line (the last standard error line starting with its name,
+// else the last line: ovs-ofctl prints timestamped warnings first).
 func (r *runner) run(ctx context.Context, stdin, bin string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout+time.Second)
 	defer cancel()
@@ -78,15 +81,59 @@ func (r *runner) run(ctx context.Context, stdin, bin string, args ...string) ([]
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		name := filepath.Base(bin)
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
+		what := name
+		if sub := subcommand(args); sub != "" {
+			what += " " + sub
 		}
-		msg, _, _ = strings.Cut(msg, "\n")
-		if !strings.HasPrefix(msg, name+": ") {
-			msg = name + ": " + msg
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		return nil, errors.New(msg)
+		if msg := errorLine(stderr.String(), name); msg != "" {
+			return nil, fmt.Errorf("%s: %s: %w", what, msg, err)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return stdout.Bytes(), nil
+}
+
+// subcommand is the first argument of args that is no option ("-O" takes
+// the next one), or "" (ovs-vsctl's "--" separated commands: their first
+// word).
+func subcommand(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-O":
+			i++
+		case a == "--":
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				return args[i+1]
+			}
+		case !strings.HasPrefix(a, "-"):
+			return a
+		}
+	}
+	return ""
+}
+
+// errorLine is the line of a program's standard error that says why it
+// failed: the last starting with "name: " (without it), else the last
+// non-empty one.
+func errorLine(stderr, name string) string {
+	last := ""
+	var own string
+	for line := range strings.Lines(stderr) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		last = line
+		if m, ok := strings.CutPrefix(line, name+": "); ok {
+			own = m
+		}
+	}
+	if own != "" {
+		return own
+	}
+	return last
 }

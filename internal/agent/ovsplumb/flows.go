@@ -179,11 +179,16 @@ type dumpedFlow struct {
 	flow
 }
 
-// dumpFields are the keys a dump prints before the match.
-var dumpFields = map[string]bool{
-	"cookie": true, "duration": true, "table": true, "n_packets": true, "n_bytes": true,
-	"idle_timeout": true, "hard_timeout": true, "importance": true, "idle_age": true, "hard_age": true,
-	"reset_counts": true, "send_flow_rem": true, "no_packet_counts": true, "no_byte_counts": true, "check_overlap": true,
+// dumpField says key is one a dump prints before the match (not a match
+// field).
+func dumpField(key string) bool {
+	switch key {
+	case "cookie", "duration", "table", "n_packets", "n_bytes",
+		"idle_timeout", "hard_timeout", "importance", "idle_age", "hard_age",
+		"reset_counts", "send_flow_rem", "no_packet_counts", "no_byte_counts", "check_overlap":
+		return true
+	}
+	return false
 }
 
 // parseDump reads the output of ovs-ofctl dump-flows (with or without
@@ -201,6 +206,13 @@ func parseDump(out string) ([]dumpedFlow, error) {
 		}
 		f := dumpedFlow{flow: flow{priority: 32768, actions: actions}}
 		for tok := range strings.SplitSeq(head, ", ") {
+			// The last field before the actions keeps its comma when
+			// nothing (the default priority, no match) follows it:
+			// "cookie=0x1, actions=drop".
+			tok = strings.TrimSuffix(tok, ",")
+			if tok == "" {
+				continue
+			}
 			key, val, _ := strings.Cut(tok, "=")
 			switch {
 			case key == "cookie":
@@ -222,7 +234,7 @@ func parseDump(out string) ([]dumpedFlow, error) {
 					return nil, fmt.Errorf("dump line %q: priority: %w", line, err)
 				}
 				f.priority, f.match = p, match
-			case dumpFields[key] || tok == "reset_counts" || tok == "send_flow_rem":
+			case dumpField(key):
 			default:
 				// The default priority is not shown: the token is the
 				// match.
@@ -261,4 +273,72 @@ func diffFlows(want []flow, have []dumpedFlow) []string {
 	slices.Sort(dels)
 	slices.Sort(adds)
 	return append(dels, adds...)
+}
+
+// bgpCookieTag and bgpCookieMask select bagpipe-bgp's flows: its OVS
+// drivers' cookies have 0xBA6F in their top 16 bits (the dataplane/ovs
+// package's CookieTag and CookieMask, not imported here: the agent does
+// not need the dataplane), and so has the plumber's Cookie.
+const (
+	bgpCookieTag  uint64 = 0xBA6F << 48
+	bgpCookieMask uint64 = 0xFFFF << 48
+)
+
+// neutronTable says t is a br-tun table whose flows own mode installs
+// (the Neutron OVS agent's): another agent's flows there would be
+// replaced.
+func neutronTable(t int) bool {
+	switch t {
+	case tableInput, tablePatchToTun, tableTunToLV, tableLearn, tableUcastToTun, tableARPResponse, tableFloodToTun:
+		return true
+	}
+	return false
+}
+
+// foreignFlow returns a flow of have, if any, that another agent put in
+// one of the tables own mode writes: its cookie is neither bagpipe-bgp's
+// nor the plumber's. The default flow of a standalone bridge (cookie 0,
+// table 0, priority 0, NORMAL) is no agent's.
+func foreignFlow(have []dumpedFlow) (dumpedFlow, bool) {
+	for _, h := range have {
+		if h.cookie&bgpCookieMask == bgpCookieTag || !neutronTable(h.table) {
+			continue
+		}
+		if h.cookie == 0 && h.table == tableInput && h.priority == 0 && h.match == "" && h.actions == "NORMAL" {
+			continue
+		}
+		return h, true
+	}
+	return dumpedFlow{}, false
+}
+
+// flowVLANs lists the VLANs (dl_vlan=N) the matches of the flows of have
+// with bagpipe-bgp's or the plumber's cookie name.
+func flowVLANs(have []dumpedFlow) []int {
+	var out []int
+	for _, h := range have {
+		if h.cookie&bgpCookieMask != bgpCookieTag {
+			continue
+		}
+		for f := range strings.SplitSeq(h.match, ",") {
+			if v, ok := strings.CutPrefix(f, "dl_vlan="); ok {
+				if n, err := strconv.Atoi(v); err == nil && !slices.Contains(out, n) {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ownFlows keeps the flows of have under the plumber's cookie mask.
+func ownFlows(have []dumpedFlow) []dumpedFlow {
+	var out []dumpedFlow
+	for _, h := range have {
+		if h.cookie&CookieMask == Cookie {
+			out = append(out, h)
+		}
+	}
+	return out
 }

@@ -179,7 +179,10 @@ func TestParseDump(t *testing.T) {
 	out := "OFPST_FLOW reply (OF1.3) (xid=0x2):\n" +
 		" cookie=0xba6f0a6e00000000, duration=1.5s, table=21, n_packets=3, n_bytes=180, idle_age=1, priority=2,arp,dl_vlan=5 actions=IN_PORT\n" +
 		" cookie=0x1, priority=0 actions=drop\n" +
-		" cookie=0x2, table=3, in_port=4 actions=drop\n"
+		" cookie=0x2, table=3, in_port=4 actions=drop\n" +
+		// The default priority and no match: the cookie's comma stays.
+		" cookie=0x3, actions=drop\n" +
+		" cookie=0x4, table=5, actions=NORMAL\n"
 	got, err := parseDump(out)
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +191,8 @@ func TestParseDump(t *testing.T) {
 		{0xba6f0a6e00000000, flow{21, 2, "arp,dl_vlan=5", "IN_PORT"}},
 		{1, flow{0, 0, "", "drop"}},
 		{2, flow{3, 32768, "in_port=4", "drop"}},
+		{3, flow{0, 32768, "", "drop"}},
+		{4, flow{5, 32768, "", "NORMAL"}},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("parsed %+v, want %+v", got, want)

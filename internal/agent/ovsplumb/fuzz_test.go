@@ -34,6 +34,7 @@ func FuzzParseState(f *testing.F) {
 func FuzzParseDump(f *testing.F) {
 	f.Add("OFPST_FLOW reply (OF1.3) (xid=0x2):\n cookie=0xba6f0a6e00000000, duration=1.5s, table=21, n_packets=3, n_bytes=180, idle_age=1, priority=2,arp,dl_vlan=5 actions=IN_PORT\n")
 	f.Add(" cookie=0x1, priority=0 actions=drop\n cookie=0x2, table=3, in_port=4 actions=drop\n")
+	f.Add(" cookie=0x3, actions=drop\n cookie=0x4, table=5, actions=NORMAL\n")
 	f.Fuzz(func(t *testing.T, out string) {
 		flows, err := parseDump(out)
 		if err != nil {

@@ -18,9 +18,10 @@ type ovsState struct {
 }
 
 type bridgeRow struct {
-	name     string
-	failMode string
-	ports    map[string]bool // port names
+	name        string
+	failMode    string
+	externalIDs map[string]string
+	ports       map[string]bool // port names
 }
 
 type portRow struct {
@@ -45,7 +46,7 @@ type ifaceRow struct {
 // readState reads the bridges, ports and interfaces.
 func (p *Plumber) readState(ctx context.Context) (*ovsState, error) {
 	out, err := p.run.vsctlRead(ctx,
-		"--", "--columns=name,ports,fail_mode", "list", "Bridge",
+		"--", "--columns=name,ports,fail_mode,external_ids", "list", "Bridge",
 		"--", "--columns=_uuid,name,tag,other_config,external_ids,interfaces", "list", "Port",
 		"--", "--columns=_uuid,name,type,ofport,external_ids,options", "list", "Interface")
 	if err != nil {
@@ -87,7 +88,7 @@ func parseState(out []byte) (*ovsState, error) {
 		st.ports[pr.name] = pr
 	}
 	for _, r := range tables[0] {
-		b := &bridgeRow{name: r.String("name"), failMode: r.String("fail_mode"), ports: map[string]bool{}}
+		b := &bridgeRow{name: r.String("name"), failMode: r.String("fail_mode"), externalIDs: r.Map("external_ids"), ports: map[string]bool{}}
 		for _, u := range r.Strings("ports") {
 			if pr := portsByUUID[u]; pr != nil {
 				pr.bridge = b.name

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,8 +20,13 @@ import (
 )
 
 // ofportPoll is the pause between reads while ovs-vswitchd numbers new
-// ports.
-const ofportPoll = 50 * time.Millisecond
+// ports. ofportWait bounds that wait (or Config.Timeout, when shorter):
+// below the agent's default call timeout (10 s), so that the agent sees
+// the wait's error, which names the ports, rather than its own deadline.
+const (
+	ofportPoll = 50 * time.Millisecond
+	ofportWait = 5 * time.Second
+)
 
 // Plumber prepares the host's OVS for the agent (see the package doc). Its
 // methods may be called from several goroutines; they run one at a time.
@@ -52,7 +58,8 @@ type facts struct {
 	// mode).
 	vlanErrs map[string]error
 	// missing counts the desired ports with no br-int interface (by
-	// iface-id); all of them when the Prepare failed.
+	// iface-id), and in neutron mode the desired networks without a VLAN
+	// yet; all the desired ports when the Prepare failed.
 	missing int
 }
 
@@ -74,10 +81,6 @@ func New(cfg Config, log *slog.Logger) (*Plumber, error) {
 	}
 	return &Plumber{cfg: cfg, log: log, run: newRunner(cfg), netFlows: map[string][]flow{}}, nil
 }
-
-// Close releases nothing (every OVS command is a process of its own); it
-// is there so that a plumber can be closed like other resources.
-func (p *Plumber) Close() {}
 
 // Mode is the plumber's VLAN mode.
 func (p *Plumber) Mode() Mode { return p.cfg.VLANs }
@@ -119,13 +122,38 @@ func (p *Plumber) prepare(ctx context.Context, st *model.HostState) (*facts, err
 	}
 	nets := networksOf(st)
 	f.missing = missingPorts(s.bridgePorts(p.cfg.IntBridge), nets)
+	// have are the plumber's flows on br-tun; nil: not dumped yet.
+	var have []dumpedFlow
 	switch p.cfg.VLANs {
 	case ModeOwn:
-		if f.vlans, err = p.ownVLANs(ctx, s, nets); err != nil {
+		// One dump of all of br-tun: another agent's flows, the VLANs
+		// bagpipe-bgp's flows use, the plumber's flows.
+		all, err := p.dumpTun(ctx, "")
+		if err != nil {
 			return nil, err
+		}
+		if h, ok := foreignFlow(all); ok {
+			// Own mode would replace the Neutron agent's base flows and
+			// hand out VLANs it uses.
+			return nil, fmt.Errorf("%s has flows of another agent (cookie %#x, table %d): is the Neutron OVS agent running? use -ovs-vlans %s",
+				p.cfg.TunBridge, h.cookie, h.table, ModeNeutron)
+		}
+		if f.vlans, err = p.ownVLANs(ctx, s, nets, all); err != nil {
+			return nil, err
+		}
+		have = ownFlows(all)
+		if have == nil {
+			have = []dumpedFlow{}
 		}
 	case ModeNeutron:
 		f.vlans, f.vlanErrs = neutronVLANs(s.bridgePorts(p.cfg.IntBridge))
+		// The Neutron agent tags a network's first port after it
+		// appears: the polling Watcher must keep waking until it has.
+		for id := range nets {
+			if _, ok := f.vlans[id]; !ok {
+				f.missing++
+			}
+		}
 	}
 	netFlows := map[string][]flow{}
 	for _, id := range slices.Sorted(maps.Keys(nets)) {
@@ -137,7 +165,7 @@ func (p *Plumber) prepare(ctx context.Context, st *model.HostState) (*facts, err
 		netFlows[id] = networkFlows(tp, p.netPlumb(id, n, vlan))
 	}
 	p.ports, p.base, p.netFlows = tp, baseFlows(tp, p.cfg.VLANs == ModeOwn), netFlows
-	if err := p.syncFlows(ctx); err != nil {
+	if err := p.syncFlows(ctx, have); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -185,7 +213,8 @@ func (p *Plumber) setup(ctx context.Context, s *ovsState) (*ovsState, tunPorts, 
 			return nil, tunPorts{}, nil, fmt.Errorf("set up the patch ports: %w", err)
 		}
 	}
-	deadline := time.Now().Add(c.Timeout)
+	wait := min(c.Timeout, ofportWait)
+	deadline := time.Now().Add(wait)
 	for first := len(args) == 0; ; first = false {
 		if !first {
 			var err error
@@ -206,7 +235,7 @@ func (p *Plumber) setup(ctx context.Context, s *ovsState) (*ovsState, tunPorts, 
 		}
 		if time.Now().After(deadline) {
 			return nil, tunPorts{}, nil, fmt.Errorf("ovs-vswitchd gave no port number to %s (%d), %s (%d), %s (%d) or %s (%d) within %v",
-				c.PatchInt, tp.patchInt, c.TunToMPLS, tp.tunToMPLS, c.MPLSToTun, f.toTun, c.MPLSToInt, f.toInt, c.Timeout)
+				c.PatchInt, tp.patchInt, c.TunToMPLS, tp.tunToMPLS, c.MPLSToTun, f.toTun, c.MPLSToInt, f.toInt, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -238,8 +267,10 @@ func missingPorts(intPorts []*portRow, nets map[string]*netNeed) int {
 
 // Missing is the number of ports of the last Prepare's desired state that
 // have no interface on br-int (found by external_ids:iface-id): VMs not
-// plugged yet. When that Prepare failed, every desired port counts. The
-// Watcher polls while it is not 0, when it cannot follow OVSDB.
+// plugged yet; in neutron mode, also the desired networks the Neutron
+// agent has not given a VLAN yet. When that Prepare failed, every desired
+// port counts. The Watcher polls while it is not 0, when it cannot follow
+// OVSDB.
 func (p *Plumber) Missing() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -330,15 +361,30 @@ func (p *Plumber) netPlumb(id string, n *netNeed, vlan int) netPlumb {
 }
 
 // ownVLANs gives each network of nets a VLAN (own mode), restoring the map
-// from br-int at the first call, and tags the br-int ports of the
-// attachments (found by their interface's external_ids:iface-id) with
-// their network's VLAN and Neutron's other_config keys.
-func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*netNeed) (map[string]int, error) {
+// at the first call, and tags the br-int ports of the attachments (found
+// by their interface's external_ids:iface-id) with their network's VLAN
+// and Neutron's other_config keys. The map is also written on br-int's
+// Bridge row (bridgeVLANKey), in the same transaction. The restore reads
+// the bridge keys first, then the ports (a port contradicting a key is
+// retagged, or given the dead VLAN), and quarantines the VLANs
+// bagpipe-bgp's or the plumber's flows on br-tun (tunFlows) still use for
+// no restored network.
+func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*netNeed, tunFlows []dumpedFlow) (map[string]int, error) {
+	intBr := s.bridges[p.cfg.IntBridge]
 	intPorts := s.bridgePorts(p.cfg.IntBridge)
 	if p.vlans == nil {
 		t := newVLANTable()
+		for _, msg := range t.restoreBridge(intBr.externalIDs) {
+			p.log.Warn("local VLAN key of the integration bridge not restored: it will be removed", "reason", msg)
+		}
 		for _, msg := range t.restore(intPorts) {
-			p.log.Warn("br-int port not restored: it will be tagged again", "reason", msg)
+			p.log.Warn("br-int port not restored: it will be tagged again, or given the dead VLAN", "reason", msg)
+		}
+		for _, v := range flowVLANs(tunFlows) {
+			if t.hold(v) {
+				p.log.Warn("local VLAN used by flows on the tunnel bridge but by no restored network: quarantined",
+					"bridge", p.cfg.TunBridge, "vlan", v)
+			}
 		}
 		p.vlans = t
 		if len(t.byNet) > 0 {
@@ -356,11 +402,20 @@ func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*ne
 	}
 	var args []string
 	for _, pr := range intPorts {
-		if pr.iface == nil {
-			continue
+		id := ""
+		if pr.iface != nil {
+			id = portNet[pr.iface.externalIDs["iface-id"]]
 		}
-		id := portNet[pr.iface.externalIDs["iface-id"]]
 		if id == "" {
+			if net := pr.otherConfig[keyNetUUID]; net != "" {
+				if v, ok := p.vlans.get(net); !ok || v != pr.tag {
+					// Not restored (it contradicted the map): its tag may
+					// be another network's VLAN now.
+					p.log.Warn("br-int port of no desired attachment has a stale VLAN: giving it the dead VLAN",
+						"ovs_port", pr.name, "network", net, "vlan", pr.tag)
+					args = append(args, deadArgs(pr.name)...)
+				}
+			}
 			continue
 		}
 		v, _ := p.vlans.get(id)
@@ -386,6 +441,17 @@ func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*ne
 			args = append(args, "other_config:"+k+"="+ovsjson.Quote(want[k]))
 		}
 	}
+	keys := p.vlans.bridgeKeys()
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if intBr.externalIDs[k] != keys[k] {
+			args = append(args, "--", "set", "Bridge", p.cfg.IntBridge, "external_ids:"+ovsjson.Quote(k)+"="+ovsjson.Quote(keys[k]))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(intBr.externalIDs)) {
+		if _, ok := keys[k]; !ok && strings.HasPrefix(k, bridgeVLANKey) {
+			args = append(args, "--", "remove", "Bridge", p.cfg.IntBridge, "external_ids", ovsjson.Quote(k))
+		}
+	}
 	if len(args) > 0 {
 		if err := p.run.vsctlWrite(ctx, args...); err != nil {
 			return nil, fmt.Errorf("tag br-int ports: %w", err)
@@ -398,21 +464,40 @@ func (p *Plumber) ownVLANs(ctx context.Context, s *ovsState, nets map[string]*ne
 	return vlans, nil
 }
 
+// deadArgs give br-int port name Neutron's dead VLAN and remove its
+// network keys.
+func deadArgs(name string) []string {
+	return []string{"--", "set", "Port", name, "tag=" + strconv.Itoa(deadVLAN),
+		"--", "remove", "Port", name, "other_config",
+		keyNetUUID, keyNetworkType, keyPhysicalNetwork, keySegmentationID, keyTag}
+}
+
+// dumpTun dumps br-tun's flows matching filter ("" for all of them).
+func (p *Plumber) dumpTun(ctx context.Context, filter string) ([]dumpedFlow, error) {
+	out, err := p.run.ofctlDump(ctx, p.cfg.TunBridge, filter)
+	if err != nil {
+		return nil, fmt.Errorf("read the flows of %s: %w", p.cfg.TunBridge, err)
+	}
+	have, err := parseDump(out)
+	if err != nil {
+		return nil, fmt.Errorf("read the flows of %s: %w", p.cfg.TunBridge, err)
+	}
+	return have, nil
+}
+
 // syncFlows makes the flows carrying the plumber's cookie on br-tun the
 // wanted ones (base and netFlows), in one bundle; nothing is written when
-// they are.
-func (p *Plumber) syncFlows(ctx context.Context) error {
+// they are. have are those flows as just dumped; nil: dump them.
+func (p *Plumber) syncFlows(ctx context.Context, have []dumpedFlow) error {
 	want := slices.Clone(p.base)
 	for _, id := range slices.Sorted(maps.Keys(p.netFlows)) {
 		want = append(want, p.netFlows[id]...)
 	}
-	out, err := p.run.ofctlDump(ctx, p.cfg.TunBridge, fmt.Sprintf("cookie=%#x/%#x", Cookie, CookieMask))
-	if err != nil {
-		return fmt.Errorf("read the flows of %s: %w", p.cfg.TunBridge, err)
-	}
-	have, err := parseDump(out)
-	if err != nil {
-		return fmt.Errorf("read the flows of %s: %w", p.cfg.TunBridge, err)
+	if have == nil {
+		var err error
+		if have, err = p.dumpTun(ctx, fmt.Sprintf("cookie=%#x/%#x", Cookie, CookieMask)); err != nil {
+			return err
+		}
 	}
 	lines := diffFlows(want, have)
 	if len(lines) == 0 {
@@ -450,7 +535,7 @@ func (p *Plumber) Release(ctx context.Context, inUse map[string]bool) error {
 		}
 	}
 	if flowsGone && p.facts != nil && p.facts.err == nil {
-		if err := p.syncFlows(ctx); err != nil {
+		if err := p.syncFlows(ctx, nil); err != nil {
 			return fmt.Errorf("ovs plumbing: %w", err)
 		}
 	}
@@ -472,7 +557,8 @@ func (p *Plumber) Release(ctx context.Context, inUse map[string]bool) error {
 }
 
 // untag gives the br-int ports of networks gone the dead VLAN and removes
-// their network keys.
+// their network keys, and their keys of the VLAN map on br-int's Bridge
+// row, in one transaction.
 func (p *Plumber) untag(ctx context.Context, gone []string) error {
 	s, err := p.readState(ctx)
 	if err != nil {
@@ -481,9 +567,14 @@ func (p *Plumber) untag(ctx context.Context, gone []string) error {
 	var args []string
 	for _, pr := range s.bridgePorts(p.cfg.IntBridge) {
 		if id := pr.otherConfig[keyNetUUID]; id != "" && slices.Contains(gone, id) {
-			args = append(args, "--", "set", "Port", pr.name, "tag="+strconv.Itoa(deadVLAN),
-				"--", "remove", "Port", pr.name, "other_config",
-				keyNetUUID, keyNetworkType, keyPhysicalNetwork, keySegmentationID, keyTag)
+			args = append(args, deadArgs(pr.name)...)
+		}
+	}
+	if br := s.bridges[p.cfg.IntBridge]; br != nil {
+		for _, id := range gone {
+			if _, ok := br.externalIDs[bridgeVLANKey+id]; ok {
+				args = append(args, "--", "remove", "Bridge", p.cfg.IntBridge, "external_ids", ovsjson.Quote(bridgeVLANKey+id))
+			}
 		}
 	}
 	if len(args) == 0 {
@@ -522,4 +613,30 @@ func (p *Plumber) Facts(_ context.Context, network string) (vlan, toTunOfport, t
 		return 0, 0, 0, fmt.Errorf("network %s has no local VLAN on this host", network)
 	}
 	return v, f.toTun, f.toInt, nil
+}
+
+// NetworkOfVLAN names the network whose local VLAN is vlan now
+// (agent.VLANNetworks): in own mode from the VLAN map, in neutron mode
+// from the Neutron agent's tags the last Prepare read. The agent's sweep
+// keeps the network of an endpoint bagpipe-bgp still has on that VLAN in
+// use, so that its VLAN is not released under it.
+func (p *Plumber) NetworkOfVLAN(vlan int) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.VLANs == ModeOwn {
+		if p.vlans == nil {
+			return "", false
+		}
+		id, ok := p.vlans.byVLAN[vlan]
+		return id, ok
+	}
+	if p.facts == nil {
+		return "", false
+	}
+	for _, id := range slices.Sorted(maps.Keys(p.facts.vlans)) {
+		if p.facts.vlans[id] == vlan {
+			return id, true
+		}
+	}
+	return "", false
 }

@@ -79,8 +79,29 @@ func newOVSHost(t *testing.T) *ovsHost {
 	return &ovsHost{t: t, h: h, o: o, nt: nt, env: env}
 }
 
-// plumber is a new Plumber on the host's OVS.
+// plumber is a new Plumber on the host's OVS. In own mode, the Neutron
+// OVS agent's stand-in flows are deleted first: own mode is for a host
+// without that agent, and refuses to run beside its flows.
 func (x *ovsHost) plumber(mode Mode) *Plumber {
+	x.t.Helper()
+	if mode == ModeOwn {
+		x.removeNeutronAgent()
+	}
+	return x.newPlumber(mode)
+}
+
+// removeNeutronAgent deletes the Neutron OVS agent's stand-in flows from
+// br-tun (as test/e2e does for an own-mode host).
+func (x *ovsHost) removeNeutronAgent() {
+	x.t.Helper()
+	if _, err := x.o.Ofctl(x.t.Context(), "", "-O", "OpenFlow13", "del-flows", DefaultTunBridge,
+		fmt.Sprintf("cookie=%#x/-1", testnet.NeutronAgentCookie)); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+// newPlumber is a new Plumber on the host's OVS, as it is.
+func (x *ovsHost) newPlumber(mode Mode) *Plumber {
 	x.t.Helper()
 	var buf testbin.Buffer
 	x.t.Cleanup(func() {
@@ -92,7 +113,6 @@ func (x *ovsHost) plumber(mode Mode) *Plumber {
 	if err != nil {
 		x.t.Fatal(err)
 	}
-	x.t.Cleanup(p.Close)
 	return p
 }
 
@@ -198,6 +218,7 @@ func TestPlumberOVS(t *testing.T) {
 			t.Fatal(err)
 		}
 		x.vsctl("set", "Port", vm.Port(), "other_config:net_uuid=net1", "other_config:tag=7")
+		x.vsctl("set", "Interface", vm.Port(), "external_ids:iface-id=p10")
 		p := x.plumber(ModeNeutron)
 		prepare(t, p, hostState(true, ""))
 
@@ -236,6 +257,21 @@ func TestPlumberOVS(t *testing.T) {
 		}
 		if want := 5; strings.Count(x.ourFlows(), "cookie=") != want {
 			t.Errorf("flows:\n%s\nwant %d (3 base, fake-MAC redirect, ARP responder)", x.ourFlows(), want)
+		}
+		if n := p.Missing(); n != 0 {
+			t.Errorf("Missing %d with net1 plugged and tagged", n)
+		}
+		if id, ok := p.NetworkOfVLAN(7); !ok || id != "net1" {
+			t.Errorf("NetworkOfVLAN(7) = %q %v, want net1 (the Neutron agent's tag)", id, ok)
+		}
+		// net2 desired, its port not plugged nor tagged: the port and the
+		// network without a VLAN are missing (the polling watcher wakes
+		// until the Neutron agent has tagged it).
+		st := hostState(true, "")
+		st.Attachments = append(st.Attachments, netState("net2", "p20").Attachments...)
+		prepare(t, p, st)
+		if n := p.Missing(); n != 2 {
+			t.Errorf("Missing %d with net2's port unplugged and untagged, want 2", n)
 		}
 	})
 
@@ -308,8 +344,13 @@ func TestPlumberOVS(t *testing.T) {
 		if v, _, _ := factsOf(t, p, "net0"); v != 2 {
 			t.Errorf("net0's VLAN %d, want 2", v)
 		}
-		if n := p.run.writes.Load(); n != writes {
-			t.Errorf("Prepare after a restart with nothing to change made %d writes", n-writes)
+		// One write: net0's VLAN on br-int's Bridge row (it has no port
+		// yet); net1's was written with its port's tag.
+		if n := p.run.writes.Load(); n != writes+1 {
+			t.Errorf("Prepare after a restart, with net0 new, made %d writes, want 1", n-writes)
+		}
+		if got := x.vsctl("get", "Bridge", DefaultIntBridge, "external_ids"); got != fmt.Sprintf(`{bagpipe-vlan-net0="2", bagpipe-vlan-net1="%d"}`, vlan) {
+			t.Errorf("br-int external_ids %s, want net0's and net1's VLANs", got)
 		}
 
 		// The router appears: its MAC is redirected, the responder goes.
@@ -365,6 +406,9 @@ func TestPlumberOVS(t *testing.T) {
 		}
 		if got := x.vsctl("get", "Port", vm.Port(), "other_config"); got != "{}" {
 			t.Errorf("VM port other_config %s after Release", got)
+		}
+		if got := x.vsctl("get", "Bridge", DefaultIntBridge, "external_ids"); got != "{}" {
+			t.Errorf("br-int external_ids %s after Release", got)
 		}
 		if _, _, _, err := p.Facts(t.Context(), "net1"); err == nil {
 			t.Error("net1 still has facts after Release")
@@ -901,4 +945,111 @@ func count(calls []fakebgp.Call, op string) int {
 		}
 	}
 	return n
+}
+
+// netState is a desired state with port port of network net on the host
+// (evpn only, no l3).
+func netState(net, port string) *model.HostState {
+	return &model.HostState{Host: "h1", Attachments: []model.Attachment{{VPNType: model.VPNTypeEVPN,
+		VPNInstanceID: "evpn_" + net, PortID: port, NetworkID: net, MACAddress: vmMAC, VNI: 102}}}
+}
+
+// TestOwnModeRestartOVS: own mode's VLAN map survives an agent restart
+// during which a network's last VM port left br-int, while bagpipe-bgp
+// still has the network's endpoint on its VLAN: a new network does not
+// get that VLAN (control-plane §4.2: no traffic between networks).
+func TestOwnModeRestartOVS(t *testing.T) {
+	t.Run("control-plane_§4.2_VLAN_of_a_port-less_network_kept_by_the_bridge_key", func(t *testing.T) {
+		x := newOVSHost(t)
+		vm := x.plugVM("vm", "p10")
+		p := x.plumber(ModeOwn)
+		prepare(t, p, hostState(false, "")) // no l3: no flow names the VLAN
+		vlanX, _, _ := factsOf(t, p, "net1")
+		if id, ok := p.NetworkOfVLAN(vlanX); !ok || id != "net1" {
+			t.Errorf("NetworkOfVLAN(%d) = %q %v, want net1", vlanX, id, ok)
+		}
+		// The agent is down; the VM leaves.
+		x.vsctl("del-port", DefaultIntBridge, vm.Port())
+		p = x.newPlumber(ModeOwn)
+		prepare(t, p, netState("net2", "p20"))
+		if vlanY, _, _ := factsOf(t, p, "net2"); vlanY == vlanX {
+			t.Errorf("net2 got VLAN %d, net1's (bagpipe-bgp may still use it)", vlanY)
+		}
+		if id, ok := p.NetworkOfVLAN(vlanX); !ok || id != "net1" {
+			t.Errorf("after the restart NetworkOfVLAN(%d) = %q %v, want net1", vlanX, id, ok)
+		}
+		// Once released, the key goes.
+		if err := p.Release(t.Context(), map[string]bool{"net2": true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := x.vsctl("get", "Bridge", DefaultIntBridge, "external_ids"); strings.Contains(got, "net1") || !strings.Contains(got, "bagpipe-vlan-net2") {
+			t.Errorf("br-int external_ids %s after net1's release, want net2's key only", got)
+		}
+		if _, ok := p.NetworkOfVLAN(vlanX); ok {
+			t.Errorf("VLAN %d still names a network after its release", vlanX)
+		}
+	})
+
+	t.Run("control-plane_§4.2_VLAN_of_flows_on_br-tun_quarantined", func(t *testing.T) {
+		x := newOVSHost(t)
+		vm := x.plugVM("vm", "p10")
+		p := x.plumber(ModeOwn)
+		prepare(t, p, hostState(true, "")) // l3: the redirect names the VLAN
+		vlanX, _, _ := factsOf(t, p, "net1")
+		x.vsctl("del-port", DefaultIntBridge, vm.Port())
+		// Nor a bridge key (an agent without them wrote the map).
+		x.vsctl("remove", "Bridge", DefaultIntBridge, "external_ids", "bagpipe-vlan-net1")
+		p = x.newPlumber(ModeOwn)
+		prepare(t, p, netState("net2", "p20"))
+		if vlanY, _, _ := factsOf(t, p, "net2"); vlanY == vlanX {
+			t.Errorf("net2 got VLAN %d, still named by br-tun's flows:\n%s", vlanY, x.ourFlows())
+		}
+	})
+
+	t.Run("control-plane_§4.2_port_contradicting_the_map_gets_the_dead_VLAN", func(t *testing.T) {
+		x := newOVSHost(t)
+		vm := x.plugVM("vm", "pz")
+		// netW has VLAN 1 by the bridge; the VM's port says netZ has it.
+		x.vsctl("set", "Port", vm.Port(), "tag=1", "other_config:net_uuid=netZ", "other_config:tag=1")
+		x.vsctl("set", "Bridge", DefaultIntBridge, "external_ids:bagpipe-vlan-netW=1")
+		p := x.plumber(ModeOwn)
+		prepare(t, p, netState("net2", "p20"))
+		if got := x.vsctl("get", "Port", vm.Port(), "tag"); got != strconv.Itoa(deadVLAN) {
+			t.Errorf("tag %s of a port of no desired attachment on netW's VLAN, want the dead VLAN", got)
+		}
+		if got := x.vsctl("get", "Port", vm.Port(), "other_config"); got != "{}" {
+			t.Errorf("other_config %s, want none", got)
+		}
+		if id, _ := p.NetworkOfVLAN(1); id != "netW" {
+			t.Errorf("VLAN 1 is %q's, want netW's", id)
+		}
+	})
+}
+
+// TestOwnModeBesideNeutronOVS: own mode refuses to run beside the Neutron
+// OVS agent (its flows on br-tun), whose base flows it would replace and
+// whose VLANs it would hand out again; it runs once they are gone.
+func TestOwnModeBesideNeutronOVS(t *testing.T) {
+	x := newOVSHost(t)
+	vm := x.plugVM("vm", "p10")
+	p := x.newPlumber(ModeOwn)
+	err := p.Prepare(t.Context(), hostState(true, ""))
+	want := fmt.Sprintf("br-tun has flows of another agent (cookie %#x, table ", testnet.NeutronAgentCookie)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "use -ovs-vlans neutron") {
+		t.Fatalf("Prepare beside the Neutron agent's flows: %v, want %q", err, want)
+	}
+	if _, _, _, ferr := p.Facts(t.Context(), "net1"); ferr == nil || !strings.Contains(ferr.Error(), "another agent") {
+		t.Errorf("Facts after the refusal: %v", ferr)
+	}
+	if err := x.nt.CheckAgentFlows(t.Context()); err != nil {
+		t.Errorf("the Neutron agent's flows changed: %v", err)
+	}
+	if got := x.vsctl("get", "Port", vm.Port(), "tag"); got != "[]" {
+		t.Errorf("VM port tagged %s by a refused Prepare", got)
+	}
+	x.removeNeutronAgent()
+	prepare(t, p, hostState(true, ""))
+	if vlan, _, _ := factsOf(t, p, "net1"); x.vsctl("get", "Port", vm.Port(), "tag") != strconv.Itoa(vlan) {
+		t.Errorf("VM port not tagged with VLAN %d", vlan)
+	}
 }

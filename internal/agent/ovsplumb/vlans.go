@@ -3,8 +3,10 @@ package ovsplumb
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Local VLANs (Neutron's range; 4095 is its dead VLAN for ports of no
@@ -24,6 +26,14 @@ const (
 	keyTag             = "tag"
 )
 
+// bridgeVLANKey prefixes the integration bridge's external_ids keys of
+// own mode's VLAN map: external_ids:bagpipe-vlan-<network id>=<vlan>. The
+// map is kept there, beside the ports' tags, because bagpipe-bgp may still
+// use a network's VLAN when none of its ports is left on br-int (a VM
+// unplugged while the agent was down): restored from the ports alone, the
+// VLAN would look free and could be given to another network.
+const bridgeVLANKey = "bagpipe-vlan-"
+
 // errNoVLAN means every VLAN is taken.
 var errNoVLAN = errors.New("no free local VLAN (all of 1-4094 are taken)")
 
@@ -40,6 +50,54 @@ type vlanTable struct {
 
 func newVLANTable() *vlanTable {
 	return &vlanTable{byNet: map[string]int{}, byVLAN: map[int]string{}}
+}
+
+// restoreBridge rebuilds the map from br-int's external_ids (the
+// bridgeVLANKey keys), before restore reads the ports: the bridge keys win
+// over the ports. Keys are taken in order; one with a bad VLAN, or a VLAN
+// an earlier key took, is skipped and reported (Prepare then removes it).
+func (t *vlanTable) restoreBridge(ids map[string]string) []string {
+	var skipped []string
+	for _, k := range slices.Sorted(maps.Keys(ids)) {
+		net, ok := strings.CutPrefix(k, bridgeVLANKey)
+		if !ok {
+			continue
+		}
+		v, err := strconv.Atoi(ids[k])
+		switch {
+		case net == "":
+			skipped = append(skipped, fmt.Sprintf("bridge key %s: no network", k))
+			continue
+		case err != nil || v < minVLAN || v > maxVLAN:
+			skipped = append(skipped, fmt.Sprintf("bridge key %s: %q is not a local VLAN", k, ids[k]))
+			continue
+		}
+		if other, ok := t.byVLAN[v]; ok {
+			skipped = append(skipped, fmt.Sprintf("bridge key %s: VLAN %d is network %s's", k, v, other))
+			continue
+		}
+		t.byNet[net], t.byVLAN[v] = v, net
+	}
+	return skipped
+}
+
+// bridgeKeys is the map as br-int's external_ids keys.
+func (t *vlanTable) bridgeKeys() map[string]string {
+	out := make(map[string]string, len(t.byNet))
+	for net, v := range t.byNet {
+		out[bridgeVLANKey+net] = strconv.Itoa(v)
+	}
+	return out
+}
+
+// hold puts v in quarantine, unless a network has it or it is there
+// already: a VLAN found in use (in br-tun's flows) by no known network.
+func (t *vlanTable) hold(v int) bool {
+	if _, used := t.byVLAN[v]; used || v < minVLAN || v > maxVLAN || slices.Contains(t.quarantine, v) {
+		return false
+	}
+	t.quarantine = append(t.quarantine, v)
+	return true
 }
 
 // restore rebuilds the map from br-int's ports, as a Neutron agent

@@ -181,3 +181,91 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestVLANTableBridgeKeys: own mode's VLAN map restored from br-int's
+// Bridge row first (control-plane §4.2): a network whose ports all left
+// br-int while the agent was down keeps its VLAN, which no new network
+// gets.
+func TestVLANTableBridgeKeys(t *testing.T) {
+	t.Run("control-plane_§4.2_restore_from_bridge_keys_then_ports", func(t *testing.T) {
+		tb := newVLANTable()
+		skipped := tb.restoreBridge(map[string]string{
+			bridgeVLANKey + "netX": "1", // no port left
+			bridgeVLANKey + "netA": "5",
+			bridgeVLANKey + "netB": "5",    // netA's VLAN
+			bridgeVLANKey + "netC": "4095", // not a local VLAN
+			bridgeVLANKey + "netD": "x",
+			bridgeVLANKey:          "6",
+			"other-key":            "7",
+		})
+		if len(skipped) != 4 {
+			t.Errorf("skipped %q, want netB, netC, netD and the key without network", skipped)
+		}
+		skipped = tb.restore([]*portRow{
+			tagged("tap-a", "netA", 6, "6"), // contradicts the bridge key: skipped
+			tagged("tap-e", "netE", 1, "1"), // netX's VLAN: skipped
+			tagged("tap-f", "netF", 3, "3"),
+		})
+		if len(skipped) != 2 {
+			t.Errorf("ports skipped %q, want tap-a and tap-e", skipped)
+		}
+		for net, want := range map[string]int{"netX": 1, "netA": 5, "netF": 3} {
+			if v, ok := tb.get(net); !ok || v != want {
+				t.Errorf("%s: %d %v, want %d", net, v, ok, want)
+			}
+		}
+		if got := tb.networks(); !slices.Equal(got, []string{"netA", "netF", "netX"}) {
+			t.Errorf("networks %q", got)
+		}
+		if v, _ := tb.alloc("netY"); v != 2 {
+			t.Errorf("netY got VLAN %d, want 2 (1 is port-less netX's)", v)
+		}
+		keys := tb.bridgeKeys()
+		if len(keys) != 4 || keys[bridgeVLANKey+"netX"] != "1" || keys[bridgeVLANKey+"netY"] != "2" {
+			t.Errorf("bridge keys %v", keys)
+		}
+	})
+
+	t.Run("control-plane_§4.2_VLAN_of_flows_quarantined", func(t *testing.T) {
+		tb := newVLANTable()
+		tb.restoreBridge(map[string]string{bridgeVLANKey + "netA": "1"})
+		if tb.hold(1) {
+			t.Error("netA's VLAN put in quarantine")
+		}
+		if !tb.hold(2) || tb.hold(2) {
+			t.Error("VLAN 2 not quarantined once")
+		}
+		if v, _ := tb.alloc("netY"); v != 3 {
+			t.Errorf("netY got VLAN %d, want 3 (2 is quarantined)", v)
+		}
+	})
+}
+
+// TestFlowChecks: own mode's view of br-tun's flows: another agent's
+// flows in the Neutron tables, and the VLANs of bagpipe-bgp's and the
+// plumber's flows.
+func TestFlowChecks(t *testing.T) {
+	have, err := parseDump(dumped(Cookie, flow{tablePatchToTun, 1, "in_port=1,dl_vlan=5,dl_dst=" + FakeGatewayMAC, "output:2"}) +
+		dumped(0xba6f0e0000000003, flow{tableFloodToTun, 1, "dl_vlan=7", "drop"}) +
+		dumped(0, flow{tableInput, 0, "", "NORMAL"}) +
+		dumped(0x1234, flow{30, 1, "dl_vlan=9", "drop"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := foreignFlow(have); ok {
+		t.Errorf("foreign flow %+v: none in the Neutron tables", h)
+	}
+	if got := flowVLANs(have); !slices.Equal(got, []int{5, 7}) {
+		t.Errorf("VLANs of the flows %v, want 5 and 7", got)
+	}
+	if got := ownFlows(have); len(got) != 1 || got[0].cookie != Cookie {
+		t.Errorf("own flows %+v", got)
+	}
+	neutron, err := parseDump(dumped(0xa6e47, flow{tableLearn, 1, "", "learn(table=20),output:1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := foreignFlow(append(have, neutron...)); !ok || h.cookie != 0xa6e47 || h.table != tableLearn {
+		t.Errorf("foreign flow %+v %v, want the Neutron agent's in table 10", h, ok)
+	}
+}
