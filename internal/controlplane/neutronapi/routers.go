@@ -300,6 +300,42 @@ func checkExtraRoutes(s *model.Snapshot, routerID string, routes []model.ExtraRo
 }
 
 func (a *API) updateRouter(w http.ResponseWriter, r *http.Request) (result, error) {
+	p := principalOf(r)
+	return a.editRouter(w, r, routerFields(), func(tx *txn, old *model.Router, at *attrs) (*model.Router, error) {
+		c := *old
+		readResource(at, &c.Resource)
+		if v, ok := at.boolean("admin_state_up"); ok {
+			c.AdminStateUp = v
+		}
+		g, hasGW := readGateway(at)
+		routes, hasRoutes := at.objects("routes", true)
+		if at.err != nil {
+			return nil, at.err
+		}
+		if hasRoutes {
+			var err error
+			if c.Routes, err = parseExtraRoutes(routes, false); err != nil {
+				return nil, err
+			}
+			if err := checkExtraRoutes(tx.s, old.ID, c.Routes); err != nil {
+				return nil, err
+			}
+		}
+		if hasGW {
+			if err := a.setGateway(tx, p, &c, g, "update_router"); err != nil {
+				return nil, err
+			}
+		}
+		return &c, nil
+	})
+}
+
+// editRouter runs a change of one router: the body {"router": {...}}
+// with the fields given, the router visible to the caller and at the
+// revision If-Match asks for; edit returns the changed copy to store, or
+// nil when nothing changes. The answer is the whole router.
+func (a *API) editRouter(w http.ResponseWriter, r *http.Request, fields map[string]fieldSpec,
+	edit func(tx *txn, old *model.Router, at *attrs) (*model.Router, error)) (result, error) {
 	items, _, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "router", "")
 	if aerr != nil {
 		return result{}, aerr
@@ -317,37 +353,18 @@ func (a *API) updateRouter(w http.ResponseWriter, r *http.Request) (result, erro
 			return err
 		}
 		at := newAttrs(items[0])
-		at.check(routerFields(), true)
+		at.check(fields, true)
 		if at.err != nil {
 			return at.err
 		}
-		c := *old
-		readResource(at, &c.Resource)
-		if v, ok := at.boolean("admin_state_up"); ok {
-			c.AdminStateUp = v
-		}
-		g, hasGW := readGateway(at)
-		routes, hasRoutes := at.objects("routes", true)
-		if at.err != nil {
-			return at.err
-		}
-		if hasRoutes {
-			if c.Routes, err = parseExtraRoutes(routes, false); err != nil {
-				return err
-			}
-			if err := checkExtraRoutes(tx.s, id, c.Routes); err != nil {
-				return err
-			}
-		}
-		if hasGW {
-			if err := a.setGateway(tx, p, &c, g, "update_router"); err != nil {
-				return err
-			}
+		rt, snap = old, tx.s
+		c, err := edit(tx, old, at)
+		if err != nil || c == nil {
+			return err
 		}
 		c.Resource = touched(c.Resource, tx.now)
-		rt = &c
+		rt = c
 		tx.putRouter(rt)
-		snap = tx.s
 		return nil
 	})
 	if err != nil {
@@ -384,54 +401,29 @@ func (a *API) removeExtraRoutes(w http.ResponseWriter, r *http.Request) (result,
 // made under the write lock, so concurrent actions on one router do not
 // lose each other's routes (what the extension is for).
 func (a *API) changeExtraRoutes(w http.ResponseWriter, r *http.Request, apply func(have, give []model.ExtraRoute) []model.ExtraRoute) (result, error) {
-	items, _, aerr := readBody(w, r, a.cfg.MaxBodyBytes, "router", "")
-	if aerr != nil {
-		return result{}, aerr
-	}
-	p := principalOf(r)
-	id := r.PathValue("id")
-	var rt *model.Router
-	var snap *model.Snapshot
-	err := a.write(r.Context(), func(tx *txn) error {
-		old, err := visibleRouter(tx.s, p, id)
-		if err != nil {
-			return err
-		}
-		if err := checkRevision(r, old.Revision); err != nil {
-			return err
-		}
-		at := newAttrs(items[0])
-		at.check(map[string]fieldSpec{"routes": {put: true}}, true)
+	return a.editRouter(w, r, map[string]fieldSpec{"routes": {put: true}}, func(tx *txn, old *model.Router, at *attrs) (*model.Router, error) {
 		objs, has := at.objects("routes", true)
 		if at.err != nil {
-			return at.err
+			return nil, at.err
 		}
 		if !has {
-			return badRequest("invalid router: 'routes' is required")
+			return nil, badRequest("invalid router: 'routes' is required")
 		}
 		give, err := parseExtraRoutes(objs, true)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		routes := apply(old.Routes, give)
-		rt, snap = old, tx.s
 		if slices.Equal(routes, old.Routes) {
-			return nil // nothing to write
+			return nil, nil // nothing to write
 		}
-		if err := checkExtraRoutes(tx.s, id, routes); err != nil {
-			return err
+		if err := checkExtraRoutes(tx.s, old.ID, routes); err != nil {
+			return nil, err
 		}
 		c := *old
 		c.Routes = routes
-		c.Resource = touched(c.Resource, tx.now)
-		rt = &c
-		tx.putRouter(rt)
-		return nil
+		return &c, nil
 	})
-	if err != nil {
-		return result{}, err
-	}
-	return ok(map[string]any{"router": a.view(snap, p).router(rt)})
 }
 
 func (a *API) deleteRouter(w http.ResponseWriter, r *http.Request) (result, error) {
