@@ -27,10 +27,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"syscall"
+
+	"github.com/bagpipe-go/bagpipe/internal/progpath"
 )
 
 // The programs the demo runs.
@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		flag, name string
 		path       *string
 	}{{"-bagpipe-bgp", bgpName, &o.bagpipeBGP}, {"-bagpipe-server", serverName, &o.server}, {"-bagpipe-agent", agentName, &o.agent}} {
-		bin, err := findProgram(p.flag, p.name, *p.path)
+		bin, err := progpath.Find(p.flag, p.name, *p.path)
 		if err != nil {
 			fmt.Fprintf(stderr, "bagpipe-demo: %v\n", err)
 			return 1
@@ -104,43 +104,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		*p.path = bin
 	}
 	return runDemo(ctx, o, stdout, stderr)
-}
-
-// findProgram resolves the binary of program name: flagValue, given as a
-// path, must be an executable file; without it, the binary next to this
-// executable, then the one in PATH.
-func findProgram(flagName, name, flagValue string) (string, error) {
-	if flagValue != "" {
-		if err := executable(flagValue); err != nil {
-			return "", fmt.Errorf("%s: %w", flagName, err)
-		}
-		return filepath.Abs(flagValue)
-	}
-	var tried []string
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), name)
-		if executable(p) == nil {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return filepath.Abs(p)
-	}
-	tried = append(tried, "PATH")
-	return "", fmt.Errorf("no %s found (looked at %q): build it, e.g. `go build -o .tools/bin/ ./cmd/%s`, and give its path with %s",
-		name, tried, name, flagName)
-}
-
-// executable checks that p is a regular file with an execute bit.
-func executable(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
-	}
-	return nil
 }

@@ -70,41 +70,6 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-func TestFindProgramPrefersTheFlag(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, bgpName)
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Chdir(dir)
-	got, err := findProgram("-bagpipe-bgp", bgpName, bgpName) // relative: made absolute
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != bin {
-		t.Errorf("findProgram = %q, want %q", got, bin)
-	}
-}
-
-func TestFindProgramInPath(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, agentName)
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", dir)
-	got, err := findProgram("-bagpipe-agent", agentName, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != bin {
-		t.Errorf("findProgram = %q, want %q", got, bin)
-	}
-	if _, err := findProgram("-bagpipe-server", serverName, ""); err == nil || !strings.Contains(err.Error(), "no bagpipe-server found") {
-		t.Errorf("findProgram of a program nowhere: %v", err)
-	}
-}
-
 func TestTailBufferKeepsTheEnd(t *testing.T) {
 	b := newTailBuffer(12)
 	for _, s := range []string{"one\n", "two\n", "three\n", "four\n"} {

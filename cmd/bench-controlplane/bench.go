@@ -26,6 +26,7 @@ import (
 	"github.com/bagpipe-go/bagpipe/internal/benchstat"
 	"github.com/bagpipe-go/bagpipe/internal/controlplane/bus"
 	"github.com/bagpipe-go/bagpipe/internal/cptestbed"
+	"github.com/bagpipe-go/bagpipe/internal/progpath"
 	"github.com/bagpipe-go/bagpipe/internal/restload"
 	"github.com/bagpipe-go/bagpipe/internal/testnet"
 )
@@ -85,7 +86,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		dst        *string
 		flag, name string
 	}{{&bins.BGP, o.bgpBin, "bagpipe-bgp"}, {&bins.Agent, o.agentBin, "bagpipe-agent"}, {&bins.Server, o.serverBin, "bagpipe-server"}} {
-		if *x.dst, err = findBinary(x.flag, x.name); err != nil {
+		if *x.dst, err = progpath.Find("-"+x.name, x.name, x.flag); err != nil {
 			return err
 		}
 	}

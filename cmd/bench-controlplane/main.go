@@ -36,13 +36,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/bagpipe-go/bagpipe/internal/benchstat"
@@ -157,42 +153,4 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-plug-delay %s: from 0 to 1m, with -plug %s", o.plugDelay, plugAfter)
 	}
 	return o, nil
-}
-
-// findBinary resolves a command's binary: the flag's value, which must be
-// an executable file; without it, the binary next to this executable, then
-// the one in PATH.
-func findBinary(flagValue, name string) (string, error) {
-	if flagValue != "" {
-		if err := executable(flagValue); err != nil {
-			return "", fmt.Errorf("-%s: %w", name, err)
-		}
-		return filepath.Abs(flagValue)
-	}
-	var tried []string
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), name)
-		if executable(p) == nil {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Abs(p)
-	}
-	tried = append(tried, "PATH")
-	return "", fmt.Errorf("no %s found (looked at %q): build the commands, e.g. "+
-		"`go build -o .tools/bin/ ./cmd/bagpipe-bgp ./cmd/bagpipe-agent ./cmd/bagpipe-server`, or give -%s", name, tried, name)
-}
-
-// executable checks that p is a regular file with an execute bit.
-func executable(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
-		return errors.New(p + " is not an executable file")
-	}
-	return nil
 }
