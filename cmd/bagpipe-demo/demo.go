@@ -519,7 +519,7 @@ func (d *demo) createVM(ctx context.Context, n *node, nw *network, name string) 
 	if err := v.host.Handle().RouteAdd(&netlink.Route{Gw: nw.gw.AsSlice()}); err != nil {
 		return nil, fmt.Errorf("VM %s: default route via %s: %w", name, nw.gw, err)
 	}
-	if err := renameLink(n.host.Handle(), v.host.Port(), v.tap); err != nil {
+	if err := n.host.RenameLink(v.host.Port(), v.tap); err != nil {
 		return nil, fmt.Errorf("VM %s: %w", name, err)
 	}
 	if n.ovs != nil {
@@ -533,24 +533,6 @@ func (d *demo) createVM(ctx context.Context, n *node, nw *network, name string) 
 	d.say("  %s: VM %s (namespace %s) with that MAC and IP, default route via %s, plugged as %s",
 		n.name, name, v.host.Namespace(), nw.gw, v.tap)
 	return v, nil
-}
-
-// renameLink renames a link of h's namespace (down, rename, up).
-func renameLink(h *netlink.Handle, from, to string) error {
-	l, err := h.LinkByName(from)
-	if err != nil {
-		return fmt.Errorf("rename %s: %w", from, err)
-	}
-	if err := h.LinkSetDown(l); err != nil {
-		return fmt.Errorf("rename %s: down: %w", from, err)
-	}
-	if err := h.LinkSetName(l, to); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", from, to, err)
-	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fmt.Errorf("rename %s to %s: up: %w", from, to, err)
-	}
-	return nil
 }
 
 // vmsOf are the VMs of nw; of n too when n is not nil.

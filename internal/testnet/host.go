@@ -64,6 +64,25 @@ func (h *Host) Parent() *Host { return h.parent }
 // test that keeps its own handle should use NewHandle.
 func (h *Host) Handle() *netlink.Handle { return h.handle }
 
+// RenameLink renames a link of the namespace: down, rename, up (a link
+// cannot be renamed while up).
+func (h *Host) RenameLink(from, to string) error {
+	l, err := h.handle.LinkByName(from)
+	if err != nil {
+		return fmt.Errorf("rename %s: %w", from, err)
+	}
+	if err := h.handle.LinkSetDown(l); err != nil {
+		return fmt.Errorf("rename %s: down: %w", from, err)
+	}
+	if err := h.handle.LinkSetName(l, to); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", from, to, err)
+	}
+	if err := h.handle.LinkSetUp(l); err != nil {
+		return fmt.Errorf("rename %s to %s: up: %w", from, to, err)
+	}
+	return nil
+}
+
 // NewHandle returns a netlink handle bound to the namespace, owned by the
 // caller, who must Close it.
 func (h *Host) NewHandle() (*netlink.Handle, error) {

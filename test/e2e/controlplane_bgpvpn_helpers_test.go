@@ -162,7 +162,7 @@ func (v *bgpvpnVM) bind(t *testing.T, cl *gophercloud.ServiceClient) {
 		t.Fatalf("create port of %s on %s: %v", v.name, v.node.hostID, err)
 	}
 	v.port = p.ID
-	if err := renameLink(v.node.host.Handle(), v.vm.Port(), tapName(p.ID)); err != nil {
+	if err := v.node.host.RenameLink(v.vm.Port(), tapName(p.ID)); err != nil {
 		t.Fatal(err)
 	}
 }

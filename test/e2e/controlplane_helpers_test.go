@@ -107,24 +107,6 @@ func (l *statusLog) get(host string) (bus.Status, bool) { return l.Get(host) }
 func tapName(portID string) string       { return cptestbed.TapName(portID) }
 func bridgeName(networkID string) string { return cptestbed.BridgeName(networkID) }
 
-// renameLink renames a link of h's namespace (down, rename, up).
-func renameLink(h *netlink.Handle, from, to string) error {
-	l, err := h.LinkByName(from)
-	if err != nil {
-		return fmt.Errorf("rename %s: %w", from, err)
-	}
-	if err := h.LinkSetDown(l); err != nil {
-		return fmt.Errorf("rename %s: down: %w", from, err)
-	}
-	if err := h.LinkSetName(l, to); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", from, to, err)
-	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fmt.Errorf("rename %s to %s: up: %w", from, to, err)
-	}
-	return nil
-}
-
 // vxlanOf is the name of the VXLAN device enslaved to bridge in h's
 // namespace.
 func vxlanOf(h *netlink.Handle, bridge string) (string, error) {

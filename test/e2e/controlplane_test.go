@@ -191,7 +191,7 @@ func controlPlaneScenario(t *testing.T, bins cpBinaries, database string) {
 				t.Fatalf("create port on %s: %v", v.node.hostID, err)
 			}
 			v.port = p.ID
-			if err := renameLink(v.node.host.Handle(), "tap-"+fmt.Sprintf("vm%d", i), tapName(p.ID)); err != nil {
+			if err := v.node.host.RenameLink("tap-"+fmt.Sprintf("vm%d", i), tapName(p.ID)); err != nil {
 				t.Fatal(err)
 			}
 		}
